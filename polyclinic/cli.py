@@ -1,0 +1,72 @@
+"""The ``polyclinic`` command. Each subcommand lives in ``polyclinic/commands/<name>.py`` and is
+imported only when used, so ``polyclinic --help`` is instant and one stage's heavy imports never
+slow down another. A command module exposes ``main(argv: list[str], prog: str) -> int``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from polyclinic import __version__
+
+# name -> (module, one-line help). Order is the order of a release.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "corpus": ("polyclinic.commands.corpus", "build / inspect a multilingual medical corpus (HF dataset, one config per language)"),
+    "tokenizer": ("polyclinic.commands.tokenizer", "load-and-check or train a T5-layout SentencePiece tokenizer with 100 sentinels"),
+    "pretrain": ("polyclinic.commands.pretrain", "span-corruption continued pretraining of mT5 (same as training/pretrain_span_corruption.py)"),
+    "concepts": ("polyclinic.commands.concepts", "load terminologies/ontologies into one concept table and build training pairs"),
+    "encoder": ("polyclinic.commands.encoder", "train BioLORD-style encoders: contrastive, self-distillation, averaging, multilingual distillation"),
+    "eval": ("polyclinic.commands.eval", "offline evaluation: span-corruption loss, retrieval, STS, relatedness, embedding diagnostics"),
+    "benchmark": ("polyclinic.commands.benchmark", "build benchmark datasets (e.g. multilingual ICD-10 coding search, BEIR layout)"),
+    "card": ("polyclinic.commands.card", "render model / dataset cards from measured results"),
+    "push": ("polyclinic.commands.push", "gated, idempotent, resumable push of a release described in YAML"),
+    "verify": ("polyclinic.commands.verify", "download into a fresh cache and load/evaluate as a downstream user would"),
+    "hub": ("polyclinic.commands.hub", "local Hub-compatible server (loopback, files on disk)"),
+    "demo": ("polyclinic.commands.demo", "run the whole release flow end to end on packaged data and tiny models"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [
+        f"polyclinic {__version__} - multilingual medical corpus -> mT5 / encoders -> Hugging Face Hub",
+        "",
+        "usage: polyclinic <command> [options]     (polyclinic <command> --help for details)",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Configs are YAML; any key can be overridden as key.sub=value on the command line."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from polyclinic.errors import UserError
+    from polyclinic.logging_utils import setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"polyclinic {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"polyclinic: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    setup_logging()
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest, prog=f"polyclinic {name}") or 0)
+    except UserError as exc:
+        print(f"polyclinic {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"polyclinic {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

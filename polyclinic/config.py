@@ -1,0 +1,146 @@
+"""Typed configs: pydantic models loaded from YAML, overridable from the command line, saved with every run.
+
+Why pydantic: unknown keys (typos) and wrong types become one readable error that names the file
+and the dotted key, instead of a KeyError deep inside training.
+
+YAML features:
+  - ``_base_: other.yaml`` (path relative to the file) deep-merges another recipe underneath, so
+    ``mt5-large.yaml`` states only what differs from ``mt5-base.yaml``.
+  - command-line overrides ``key.sub=value``; the value is parsed as YAML (``lr=1e-3``,
+    ``langs=[es,fr]``, ``resume=true``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from polyclinic.errors import UserError
+
+T = TypeVar("T", bound="StrictModel")
+
+
+class ConfigError(UserError, ValueError):
+    """A config could not be loaded or validated; the message is meant for the user."""
+
+
+class StrictModel(BaseModel):
+    """Base for every polyclinic config: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Recursively merge ``update`` into a copy of ``base`` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a YAML mapping, resolving ``_base_`` inheritance (cycles are reported)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    resolved = path.resolve()
+    if resolved in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, resolved))
+        raise ConfigError(f"_base_ cycle: {chain}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    bases = [base] if isinstance(base, str) else list(base)
+    merged: dict = {}
+    for b in bases:
+        merged = deep_merge(merged, read_yaml(path.parent / b, (*_seen, resolved)))
+    return deep_merge(merged, data)
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict:
+    """Turn ``["a.b=1", "c=[x,y]"]`` into a nested dict with YAML-typed values."""
+    out: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        if not key:
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = value
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo? see the config class for valid keys)"
+        given = err.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+        lines.append(f"  - {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def build_config(cls: type[T], data: dict, source: str = "<dict>") -> T:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
+    """Load ``cls`` from a YAML file (optional) plus ``key=value`` overrides."""
+    data = read_yaml(path) if path else {}
+    overrides = list(overrides)
+    if overrides:
+        data = deep_merge(data, parse_overrides(overrides))
+    source = str(path) if path else "defaults"
+    if overrides:
+        source += " + overrides " + " ".join(overrides)
+    return build_config(cls, data, source)
+
+
+def config_to_dict(cfg: BaseModel) -> dict:
+    return json.loads(cfg.model_dump_json())
+
+
+def save_config(cfg: BaseModel, path: str | Path) -> Path:
+    """Write the fully-resolved config as YAML (what actually ran, defaults included)."""
+    from polyclinic.io import atomic_write_text
+
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+    return atomic_write_text(path, text)
+
+
+def config_hash(cfg: BaseModel) -> str:
+    """Stable short hash of a config's content (for manifests and skip-if-unchanged)."""
+    blob = json.dumps(config_to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,94 @@
+"""Atomic file and folder writes, so an interrupted run never leaves something looking complete.
+
+Files are written to a temporary sibling and ``os.replace``d into place. Folders (checkpoints,
+exported models, releases) are built under ``<name>.tmp-<pid>`` and renamed when finished; a
+``COMPLETE`` marker inside lets readers tell a finished folder from a leftover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+COMPLETE_MARKER = "COMPLETE"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def is_complete(folder: str | Path) -> bool:
+    return (Path(folder) / COMPLETE_MARKER).is_file()
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder; on success it is marked complete and renamed to ``final``.
+
+    On an exception (or a kill) the temporary folder is left as ``<final>.tmp-<pid>`` and never
+    mistaken for ``final``; :func:`clean_stale_tmp` removes such leftovers.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    (tmp / COMPLETE_MARKER).write_text("ok\n")
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp)
+            raise FileExistsError(f"{final} already exists")
+        trash = final.with_name(f"{final.name}.old-{os.getpid()}")
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def clean_stale_tmp(parent: str | Path) -> list[Path]:
+    """Remove ``*.tmp-*`` / ``*.old-*`` leftovers of interrupted atomic writes under ``parent``."""
+    removed = []
+    parent = Path(parent)
+    if not parent.is_dir():
+        return removed
+    for child in parent.iterdir():
+        if ".tmp-" in child.name or ".old-" in child.name:
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+            removed.append(child)
+    return removed
