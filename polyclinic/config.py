@@ -72,28 +72,57 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     return deep_merge(merged, data)
 
 
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    key, raw = item.split("=", 1)
+    key = key.strip().lstrip("-")
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    """Apply ``key.sub=value`` overrides to a copy of ``data``.
+
+    Dotted parts walk mappings; an integer part indexes into a list (``sources.0.max_docs=5``), so one
+    element of a list can be changed without restating the list.
+    """
+    out = copy.deepcopy(data)
+    for item in overrides:
+        parts, value = _parse_override(item)
+        node: Any = out
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.lstrip("-").isdigit():
+                    raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth]) or '<root>'} is a list; use an index")
+                idx = int(part)
+                if not -len(node) <= idx < len(node):
+                    raise ConfigError(f"override {item!r}: index {idx} out of range (list has {len(node)} items)")
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if not isinstance(node.get(part), (dict, list)):
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth])} is a value, not a mapping or list")
+    return out
+
+
 def parse_overrides(overrides: Iterable[str]) -> dict:
     """Turn ``["a.b=1", "c=[x,y]"]`` into a nested dict with YAML-typed values."""
-    out: dict = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        key, raw = item.split("=", 1)
-        key = key.strip().lstrip("-")
-        if not key:
-            raise ConfigError(f"override {item!r} has an empty key")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
-        node[parts[-1]] = value
-    return out
+    return apply_overrides({}, overrides)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
@@ -121,7 +150,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
     data = read_yaml(path) if path else {}
     overrides = list(overrides)
     if overrides:
-        data = deep_merge(data, parse_overrides(overrides))
+        data = apply_overrides(data, overrides)
     source = str(path) if path else "defaults"
     if overrides:
         source += " + overrides " + " ".join(overrides)

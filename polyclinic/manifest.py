@@ -40,12 +40,14 @@ def fingerprint_path(path: str | Path, max_files: int = 10_000) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (importing torch & co. just for this costs seconds)."""
+    from importlib import metadata
+
     versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "accelerate", "datasets", "huggingface_hub", "sentence_transformers", "deepspeed", "peft"):
+    for name in ("torch", "transformers", "accelerate", "datasets", "huggingface_hub", "sentence-transformers", "deepspeed", "peft"):
         try:
-            mod = __import__(name)
-            versions[name] = getattr(mod, "__version__", "?")
-        except Exception:  # noqa: BLE001 - optional libraries
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             continue
     return versions
 

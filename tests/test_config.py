@@ -53,3 +53,22 @@ def test_save_roundtrip_and_hash(tmp_path: Path):
     again = load_config(Outer, tmp_path / "cfg.yaml")
     assert again == cfg and config_hash(again) == config_hash(cfg)
     assert config_hash(load_config(Outer, None, ["steps=4"])) != config_hash(cfg)
+
+
+class Source(StrictModel):
+    path: str
+    max_docs: int | None = None
+
+
+class WithList(StrictModel):
+    sources: list[Source] = []
+
+
+def test_list_index_override(tmp_path: Path):
+    (tmp_path / "c.yaml").write_text("sources:\n  - {path: a}\n  - {path: b}\n")
+    cfg = load_config(WithList, tmp_path / "c.yaml", ["sources.1.max_docs=5"])
+    assert [s.max_docs for s in cfg.sources] == [None, 5] and cfg.sources[1].path == "b"
+    with pytest.raises(ConfigError, match="out of range"):
+        load_config(WithList, tmp_path / "c.yaml", ["sources.2.max_docs=5"])
+    with pytest.raises(ConfigError, match="use an index"):
+        load_config(WithList, tmp_path / "c.yaml", ["sources.first.max_docs=5"])
