@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Span-corruption pretraining of mT5 (thin entry point; the work is in polyclinic.pretraining).
+
+  python training/pretrain_span_corruption.py recipes/pretrain/demo.yaml [key=value ...]
+  accelerate launch --config_file accelerate_configs/cpu_2ranks.yaml \
+      training/pretrain_span_corruption.py recipes/pretrain/demo.yaml run_dir=runs/demo-2ranks
+  accelerate launch --config_file accelerate_configs/multi_gpu_ddp.yaml \
+      training/pretrain_span_corruption.py recipes/pretrain/mt5-large.yaml data.corpus=data/medical
+
+Re-running the same command after a crash resumes from the newest complete checkpoint (training.resume=auto).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from polyclinic.commands.pretrain import main as command_main
+    from polyclinic.errors import UserError
+    from polyclinic.logging_utils import setup_logging
+
+    setup_logging()
+    try:
+        return command_main(sys.argv[1:] if argv is None else argv, prog="pretrain_span_corruption.py")
+    except UserError as exc:
+        print(f"pretrain_span_corruption.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
