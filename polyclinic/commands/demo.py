@@ -1,0 +1,178 @@
+"""``polyclinic demo``: the whole release flow, end to end, on packaged data and tiny models.
+
+Stages (each writes into ``--output``; a stage whose output is complete and whose config did not
+change is skipped, so an interrupted demo resumes where it stopped):
+
+  1. corpus      packaged ICD-10-CM / WHO ICD-10 / CIE-10 / HPO text -> HF dataset (es, en configs)
+  2. tokenizer   SentencePiece unigram with T5 layout (100 sentinels) trained on the corpus
+  3. pretrain    tiny mT5, span corruption, a few hundred steps (loss must go down)
+  4. eval        held-out span-corruption loss; export check with AutoModelForSeq2SeqLM
+  5. encoder     BioLORD-style phases on packaged concepts from all-MiniLM-L6-v2, before/after eval
+  6. release     local Hub-compatible server -> gated push -> verify from a fresh process
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from polyclinic.io import is_complete, read_json, write_json
+from polyclinic.logging_utils import get_logger
+
+log = get_logger("demo")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RECIPES = REPO_ROOT / "recipes"
+STAGES = ("corpus", "tokenizer", "pretrain", "eval", "encoder", "release")
+
+
+def _banner(name: str, text: str) -> None:
+    log.info("=" * 72)
+    log.info("[%s] %s", name, text)
+    log.info("=" * 72)
+
+
+def stage_corpus(out: Path, force: bool) -> dict:
+    from polyclinic.config import load_config
+    from polyclinic.data.config import CorpusConfig
+    from polyclinic.data.corpus import build_corpus
+
+    target = out / "corpus"
+    if is_complete(target) and not force:
+        log.info("corpus already built at %s (use --force to rebuild)", target)
+        return read_json(target / "stats.json")
+    cfg = load_config(CorpusConfig, RECIPES / "corpus" / "demo.yaml", [f"output_dir={target}"])
+    build_corpus(cfg)
+    return read_json(target / "stats.json")
+
+
+def stage_tokenizer(out: Path, force: bool, vocab_size: int) -> dict:
+    from polyclinic.data.corpus import load_corpus
+    from polyclinic.tokenization import load_tokenizer, train_tokenizer
+
+    target = out / "tokenizer"
+    if is_complete(target) and not force:
+        tok = load_tokenizer(target)
+    else:
+        ds = load_corpus(out / "corpus", split="train")
+        tok = train_tokenizer((row["text"] for row in ds), target, vocab_size=vocab_size)
+    return {"vocab_size": len(tok), "first_sentinel_id": len(tok) - 1, "path": str(target)}
+
+
+def stage_pretrain(out: Path, force: bool, overrides: list[str]) -> dict:
+    from polyclinic.pretraining.config import load_pretrain_config
+    from polyclinic.pretraining.trainer import train
+
+    run = out / "mt5"
+    if is_complete(run / "final") and (run / "metrics.json").exists() and not force:
+        log.info("pretraining already finished at %s", run)
+        return read_json(run / "metrics.json")
+    cfg = load_pretrain_config(
+        RECIPES / "pretrain" / "demo.yaml",
+        [f"data.corpus={out / 'corpus'}", f"tokenizer={out / 'tokenizer'}", f"run_dir={run}", *overrides],
+    )
+    return train(cfg)
+
+
+def stage_eval(out: Path) -> dict:
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from polyclinic.evaluation.span_corruption import evaluate_span_corruption
+
+    from polyclinic.config import read_yaml
+
+    run = out / "mt5"
+    final = run / "final"
+    model = AutoModelForSeq2SeqLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    data_cfg = read_yaml(run / "config.yaml")["data"]
+    result = evaluate_span_corruption(
+        final,
+        out / "corpus",
+        split="validation",
+        input_length=data_cfg["input_length"],
+        noise_density=data_cfg["noise_density"],
+        mean_noise_span_length=data_cfg["mean_noise_span_length"],
+        output=run / "eval" / "span-corruption.json",
+    )
+    result["export_check"] = {
+        "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab": len(tok),
+    }
+    return result
+
+
+def stage_encoder(out: Path, force: bool, overrides: list[str]) -> dict:
+    from polyclinic.encoders.config import load_encoder_config
+    from polyclinic.encoders.trainer import run_encoder_recipe
+
+    run = out / "encoder"
+    if is_complete(run / "final") and (run / "metrics.json").exists() and not force:
+        log.info("encoder already trained at %s", run)
+        return read_json(run / "metrics.json")
+    cfg = load_encoder_config(RECIPES / "encoder" / "demo.yaml", [f"output_dir={run}", *overrides])
+    return run_encoder_recipe(cfg)
+
+
+def stage_release(out: Path) -> dict:
+    from polyclinic.hub.release import load_release_config
+    from polyclinic.hub.push import push_release
+    from polyclinic.hub.server import serve
+    from polyclinic.hub.verify import verify_release
+
+    server = serve(out / "hub", host="127.0.0.1", port=0)
+    log.info("publishing to a LOCAL Hub-compatible server at %s (not huggingface.co)", server.url)
+    try:
+        cfg = load_release_config(RECIPES / "release" / "demo.yaml", [f"root={out}", f"endpoint={server.url}"])
+        pushed = push_release(cfg)
+        verified = verify_release(cfg)
+    finally:
+        server.shutdown()
+    return {"endpoint": server.url, "push": pushed, "verify": verified}
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: polyclinic demo --output runs/demo            (what `make demo` runs)\n"
+        "         polyclinic demo --stages corpus tokenizer pretrain --pretrain-override max_steps=50",
+    )
+    parser.add_argument("--output", type=Path, default=Path("runs/demo"), help="folder for every demo artefact")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
+    parser.add_argument("--force", action="store_true", help="redo stages whose output already exists")
+    parser.add_argument("--vocab-size", type=int, default=4000, help="SentencePiece pieces for the demo tokenizer")
+    parser.add_argument("--pretrain-override", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--encoder-override", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+
+    out: Path = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    t_start = time.perf_counter()
+    runners = {
+        "corpus": lambda: stage_corpus(out, args.force),
+        "tokenizer": lambda: stage_tokenizer(out, args.force, args.vocab_size),
+        "pretrain": lambda: stage_pretrain(out, args.force, args.pretrain_override),
+        "eval": lambda: stage_eval(out),
+        "encoder": lambda: stage_encoder(out, args.force, args.encoder_override),
+        "release": lambda: stage_release(out),
+    }
+    for name in STAGES:
+        if name not in args.stages:
+            continue
+        _banner(name, (__doc__ or "").split(f"{STAGES.index(name) + 1}. ")[-1].splitlines()[0].strip())
+        t0 = time.perf_counter()
+        result = runners[name]()
+        summary[name] = {"seconds": round(time.perf_counter() - t0, 1), "result": result}
+        write_json(summary_path, summary)
+    summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    write_json(summary_path, summary)
+    log.info("demo finished in %.0fs; summary: %s", summary["total_seconds"], summary_path)
+    print(json.dumps({k: v.get("seconds") if isinstance(v, dict) else v for k, v in summary.items()}, indent=2))
+    return 0
