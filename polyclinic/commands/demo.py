@@ -114,7 +114,7 @@ def stage_encoder(out: Path, force: bool, overrides: list[str]) -> dict:
         log.info("encoder already trained at %s", run)
         return read_json(run / "metrics.json")
     cfg = load_encoder_config(RECIPES / "encoder" / "demo.yaml", [f"output_dir={run}", *overrides])
-    return run_encoder_recipe(cfg)
+    return run_encoder_recipe(cfg, force=force)
 
 
 def stage_release(out: Path) -> dict:

@@ -114,6 +114,7 @@ class ParallelSettings(StrictModel):
     target_langs: list[str] = Field(default_factory=lambda: ["es"])
     max_pairs: int | None = None
     dev_fraction: float = Field(0.05, ge=0, lt=1)
+    max_heldout_pairs: int = Field(1000, ge=1, description="from_concepts: held-out (dev concept) pairs for the before/after MSE")
 
 
 class DistillPhase(StrictModel):

@@ -515,7 +515,7 @@ def phase_distill(cfg: EncoderConfig, teacher, data: EncoderData, out: Path, tas
         parts.append(ds.select_columns(["english", "non_english"]))
         if data.split is not None and data.split.dev:
             try:
-                held = parallel_from_table(data.table, par.source_lang, par.target_langs, concept_ids=data.split.dev, max_pairs=1000, seed=cfg.seed)
+                held = parallel_from_table(data.table, par.source_lang, par.target_langs, concept_ids=data.split.dev, max_pairs=par.max_heldout_pairs, seed=cfg.seed)
                 held = held.select_columns(["english", "non_english"])
                 dev = held if dev is None else _concat([dev, held])
             except UserError:

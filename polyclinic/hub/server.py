@@ -51,7 +51,6 @@ DEFAULT_MAX_JSON_BYTES = 100 * 1024 * 1024  # JSON / NDJSON bodies (a commit car
 DEFAULT_MAX_LFS_BYTES = 5 * 1024**3  # one LFS object PUT
 _TYPE_PREFIX = {"datasets": "dataset", "spaces": "space", "models": "model"}
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_PROBE_NAMES = re.compile(r"(^|/)(\.huggingface\.yaml|dataset_infos\.json|[^/]+\.py)$")
 
 
 def _is_loopback(host: str) -> bool:
@@ -165,7 +164,9 @@ class Handler(BaseHTTPRequestHandler):
         headers["X-Error-Message"] = exc.message.encode("ascii", "replace").decode()[:500]
         if exc.status == 413 or exc.status >= 500 or (not self._body_consumed and self._has_body()):
             self.close_connection = True
-        log.info("local hub: %s %s -> %d %s", self.command, self.path[:200], exc.status, exc.message[:200])
+        # 404s are mostly clients probing optional files; real failures surface in the client anyway
+        level = log.debug if exc.status == 404 else log.info
+        level("local hub: %s %s -> %d %s", self.command, self.path[:200], exc.status, exc.message[:200])
         try:
             self._json({"error": exc.message}, exc.status, headers)
         except (BrokenPipeError, ConnectionResetError):
@@ -681,8 +682,8 @@ class Handler(BaseHTTPRequestHandler):
         validate_path(path)
         e = tree.get(path)
         if e is None:
-            level = log.debug if _PROBE_NAMES.search(path) else log.info
-            level("local hub: %s %s@%s has no %s (EntryNotFound)", repo_type, repo_id, revision, path)
+            # clients probe many optional files (tokenizer extras, dataset scripts): routine, so DEBUG
+            log.debug("local hub: %s %s@%s has no %s (EntryNotFound)", repo_type, repo_id, revision, path)
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": sha})
         headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if e["lfs"]:

@@ -98,16 +98,23 @@ def encoder_slice(model) -> dict:
 
 
 def local_verification(kind: str, model_dir: str | Path) -> dict:
-    """The slice on a local model folder (what the card records before the push)."""
+    """The slice on a local model folder (what the card records before the push).
+
+    The value is rounded to 6 significant digits: recomputing it on the same weights differs in the last
+    float bits (reduction order), and the card must not change (forcing a new commit) when the model did not.
+    """
     if kind == "mt5":
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        return mt5_slice(AutoModelForSeq2SeqLM.from_pretrained(str(model_dir)), AutoTokenizer.from_pretrained(str(model_dir)))
-    if kind == "encoder":
+        result = mt5_slice(AutoModelForSeq2SeqLM.from_pretrained(str(model_dir)), AutoTokenizer.from_pretrained(str(model_dir)))
+    elif kind == "encoder":
         from sentence_transformers import SentenceTransformer
 
-        return encoder_slice(SentenceTransformer(str(model_dir), device="cpu"))
-    raise UserError(f"no verification slice for kind {kind!r}")
+        result = encoder_slice(SentenceTransformer(str(model_dir), device="cpu"))
+    else:
+        raise UserError(f"no verification slice for kind {kind!r}")
+    result["value"] = float(f"{result['value']:.6g}")
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------------------
