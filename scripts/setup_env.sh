@@ -20,16 +20,26 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 VPY="$VENV/bin/python"
 
-if ! "$VPY" -c "import torch" 2>/dev/null; then
+# pip prints one "Location ... is ignored" line per package for local mirrors that lack it: noise, not errors.
+quiet_pip() {
+  local log rc=0
+  log=$(mktemp)
+  "$VPY" -m pip "$@" >"$log" 2>&1 || rc=$?
+  grep -v "^WARNING: Location" "$log" >&2 || true
+  rm -f "$log"
+  return "$rc"
+}
+
+if ! "$VPY" -W ignore -c "import torch" 2>/dev/null; then
   echo "[setup] no torch in $VENV: installing $TORCH_SPEC (CPU build where the index provides one)"
   if [ -n "${TORCH_INDEX:-}" ]; then
-    "$VPY" -m pip install -q "$TORCH_SPEC" --index-url "$TORCH_INDEX"
+    quiet_pip install -q "$TORCH_SPEC" --index-url "$TORCH_INDEX"
   else
-    "$VPY" -m pip install -q "$TORCH_SPEC"
+    quiet_pip install -q "$TORCH_SPEC"
   fi
 fi
-TORCH_VERSION=$("$VPY" -c "import torch; print(torch.__version__)")
+TORCH_VERSION=$("$VPY" -W ignore -c "import torch; print(torch.__version__)" 2>/dev/null)
 echo "torch==$TORCH_VERSION" > constraints.local.txt
 echo "[setup] torch $TORCH_VERSION present; installing polyclinic[dev] constrained to it"
-"$VPY" -m pip install -q -c constraints.local.txt -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+quiet_pip install -q -c constraints.local.txt -e ".[dev]"
 "$VPY" -c "import polyclinic, transformers, accelerate, datasets, sentence_transformers; print('[setup] ok: polyclinic', polyclinic.__version__, '| transformers', transformers.__version__, '| accelerate', accelerate.__version__, '| datasets', datasets.__version__)"

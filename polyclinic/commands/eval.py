@@ -122,7 +122,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
     r = sub.add_parser("retrieval", help="BEIR-layout retrieval")
     common(r)
-    r.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    r.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or a "
+                   "benchmark dataset (Hub repo id / pushed folder with queries-*, corpus-*, qrels configs)")
     r.add_argument("--k", type=int, nargs="+", default=[1, 5, 10])
     r.add_argument("--use-title", action="store_true", help="encode title + text for corpus entries")
     r.set_defaults(fn=_cmd_retrieval)

@@ -91,11 +91,61 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _pick_config(configs: list[str], prefix: str, wanted: str | None, source: str) -> str:
+    if wanted:
+        if wanted not in configs:
+            raise UserError(f"{source}: no config {wanted!r} (has {configs})")
+        return wanted
+    found = [c for c in configs if c == prefix or c.startswith(prefix + "-")]
+    if len(found) != 1:
+        hint = f"; choose one with {prefix}_config=" if found else ""
+        raise UserError(f"{source}: expected one {prefix!r} config, found {found or 'none'} among {configs}{hint}")
+    return found[0]
+
+
+def load_beir_dataset(
+    source: str | Path,
+    split: str = "test",
+    queries_config: str | None = None,
+    corpus_config: str | None = None,
+    qrels_config: str | None = None,
+    revision: str | None = None,
+) -> BeirDataset:
+    """A benchmark published as a dataset (configs ``queries-<lang>``, ``corpus-<lang>``, ``qrels``), read with
+    ``datasets`` from a Hub repo id or from the local folder it was pushed from (``<config>/<split>-*.parquet``)."""
+    folder = Path(source)
+    if folder.is_dir():
+        configs = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob(f"{split}-*.parquet")))
+
+        def _load(cfg: str) -> datasets.Dataset:
+            files = sorted(str(f) for f in (folder / cfg).glob(f"{split}-*.parquet"))
+            return datasets.load_dataset("parquet", data_files={split: files}, split=split)
+    else:
+        try:
+            configs = datasets.get_dataset_config_names(str(source), revision=revision)
+        except Exception as exc:  # noqa: BLE001 - datasets raises many types for a missing/unreachable repo
+            raise UserError(f"cannot read benchmark dataset {str(source)!r}: {exc}") from None
+
+        def _load(cfg: str) -> datasets.Dataset:
+            return datasets.load_dataset(str(source), cfg, split=split, revision=revision)
+
+    q = _pick_config(configs, "queries", queries_config, str(source))
+    c = _pick_config(configs, "corpus", corpus_config, str(source))
+    r = _pick_config(configs, "qrels", qrels_config, str(source))
+    qrels = [{"query-id": str(x["query-id"]), "corpus-id": str(x["corpus-id"]), "score": int(x["score"])} for x in _load(r).to_list()]
+    return BeirDataset(_load(q).to_list(), _load(c).to_list(), qrels, name=folder.name if folder.is_dir() else str(source),
+                       split=split, info={"source": str(source), "configs": {"queries": q, "corpus": c, "qrels": r}})
+
+
 def load_beir(source: str | Path | dict | BeirDataset, split: str = "test") -> BeirDataset:
-    """A BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``), a dict with ``queries``,
-    ``corpus``, ``qrels`` (lists of dicts or ``datasets.Dataset``), or a :class:`BeirDataset`."""
+    """A BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``), a benchmark dataset
+    (Hub repo id or pushed folder with ``queries-*``/``corpus-*``/``qrels`` configs, see
+    :func:`load_beir_dataset`), a dict with ``queries``, ``corpus``, ``qrels`` (lists of dicts or
+    ``datasets.Dataset``), or a :class:`BeirDataset`."""
     if isinstance(source, BeirDataset):
         return source
+    if isinstance(source, (str, Path)) and not (Path(source) / "corpus.jsonl").is_file():
+        return load_beir_dataset(source, split=split)
     if isinstance(source, dict):
         parts = {}
         for k in ("queries", "corpus", "qrels"):

@@ -31,6 +31,8 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from polyclinic.io import atomic_write_text
+
 REPO_TYPES = ("model", "dataset", "space")
 LOCAL_USER = "local-user"
 _REPO_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,96}$")
@@ -486,18 +488,7 @@ class Storage:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def choose_upload_mode(path: str, size: int, sample: bytes) -> str:
