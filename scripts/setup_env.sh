@@ -16,7 +16,6 @@ PY=${PYTHON:-python3}
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtual environment in $VENV"
   "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip wheel setuptools
 fi
 VPY="$VENV/bin/python"
 
@@ -29,6 +28,8 @@ quiet_pip() {
   rm -f "$log"
   return "$rc"
 }
+
+[ -f "$VENV/.pip-upgraded" ] || { quiet_pip install -q --upgrade pip wheel setuptools && touch "$VENV/.pip-upgraded"; }
 
 if ! "$VPY" -W ignore -c "import torch" 2>/dev/null; then
   echo "[setup] no torch in $VENV: installing $TORCH_SPEC (CPU build where the index provides one)"

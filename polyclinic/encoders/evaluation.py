@@ -3,8 +3,7 @@
 An :class:`IRTask` is (queries, corpus, relevant); it is built here from held-out pairs (anchor ->
 its positives) and, for coding search, from ``polyclinic.concepts.benchmarks`` (queries in one
 language against code descriptions in another, on codes held out from training). Scores are computed
-by ``polyclinic.evaluation.retrieval`` when that module offers ``evaluate_retrieval``, otherwise by
-sentence-transformers' ``InformationRetrievalEvaluator`` (cosine; accuracy/recall@k, MRR@10, NDCG@10).
+by ``polyclinic.evaluation.retrieval.evaluate_retrieval`` (cosine; recall/accuracy@k, MRR@10, NDCG@10).
 """
 
 from __future__ import annotations
@@ -94,41 +93,18 @@ def beir_task(bench, name: str | None = None) -> IRTask:
 
 
 def evaluate_ir(model, task: IRTask, ks: Sequence[int] = (1, 5, 10), batch_size: int = 128) -> dict[str, float]:
-    """recall@k, accuracy@k, MRR@10, NDCG@10 of ``model`` on ``task`` (cosine similarity)."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    """recall@k, accuracy@k, MRR@max(k), NDCG@max(k) of ``model`` on ``task`` (cosine similarity), computed by
+    :func:`polyclinic.evaluation.retrieval.evaluate_retrieval` so every polyclinic number comes from one code path."""
+    from polyclinic.evaluation.retrieval import evaluate_retrieval
 
-    ks = sorted(set(int(k) for k in ks))
-    evaluator = InformationRetrievalEvaluator(
-        task.queries,
-        task.corpus,
-        task.relevant,
-        accuracy_at_k=ks,
-        precision_recall_at_k=ks,
-        mrr_at_k=[10],
-        ndcg_at_k=[10],
-        map_at_k=[100],
-        batch_size=batch_size,
-        name=task.name,
-        write_csv=False,
-        show_progress_bar=False,
-    )
-    import logging
-
-    ir_log = logging.getLogger("sentence_transformers.sentence_transformer.evaluation.information_retrieval")
-    level = ir_log.level
-    ir_log.setLevel(logging.WARNING)  # it prints a dozen lines per task; we log one
-    try:
-        raw = evaluator(model)
-    finally:
-        ir_log.setLevel(level)
-    prefix = f"{task.name}_cosine_"
-    out: dict[str, float] = {}
-    for key, value in raw.items():
-        if key.startswith(prefix):
-            metric = key[len(prefix):]
-            if metric.startswith(("recall@", "accuracy@", "mrr@", "ndcg@")):
-                out[metric.replace("accuracy@", "hit@")] = round(float(value), 4)
-    return out
+    data = {
+        "name": task.name,
+        "queries": [{"_id": q, "text": t} for q, t in task.queries.items()],
+        "corpus": [{"_id": d, "title": "", "text": t} for d, t in task.corpus.items()],
+        "qrels": [{"query-id": q, "corpus-id": d, "score": 1} for q, docs in task.relevant.items() for d in sorted(docs)],
+    }
+    result = evaluate_retrieval(model, data, ks=sorted(set(int(k) for k in ks)), batch_size=batch_size, split="dev")
+    return {name: round(float(value), 4) for name, value in result.metrics.items()}
 
 
 def evaluate_tasks(model, tasks: Sequence[IRTask], ks: Sequence[int] = (1, 5, 10), batch_size: int = 128) -> dict[str, dict[str, float]]:
