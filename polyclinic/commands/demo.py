@@ -134,6 +134,45 @@ def stage_release(out: Path) -> dict:
     return {"endpoint": server.url, "push": pushed, "verify": verified}
 
 
+def _fmt(value, spec: str = ".3f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "?"
+
+
+def headline(summary: dict, out: Path) -> str:
+    """The few numbers a person wants at the end of the demo (everything else is in summary.json)."""
+    lines = ["", "polyclinic demo: results", "-" * 72]
+    corpus = summary.get("corpus", {}).get("result", {})
+    if corpus:
+        langs = ", ".join(f"{k} {v.get('documents', '?')}" for k, v in corpus.get("languages", {}).items())
+        totals = corpus.get("totals", {})
+        lines.append(f"corpus     {totals.get('documents', '?')} documents ({langs}), {totals.get('words', '?')} words"
+                     f" -> {out / 'corpus'}")
+    tok = summary.get("tokenizer", {}).get("result", {})
+    if tok:
+        lines.append(f"tokenizer  {tok.get('vocab_size')} ids, <extra_id_0> = {tok.get('first_sentinel_id')}")
+    pre = summary.get("pretrain", {}).get("result", {})
+    if pre:
+        lines.append(f"mT5        {pre.get('steps')} steps, {pre.get('tokens_seen')} tokens: train loss {_fmt(pre.get('final_train_loss'))},"
+                     f" in-run held-out subset {_fmt(pre.get('eval_loss'))} -> {out / 'mt5' / 'final'}")
+    ev = summary.get("eval", {}).get("result", {}).get("metrics", {})
+    if ev:
+        per = ", ".join(f"{k.split('_')[-1]} {_fmt(v)}" for k, v in ev.items() if k.startswith("loss_"))
+        lines.append(f"eval       held-out span-corruption loss {_fmt(ev.get('loss'))} ({per}), token accuracy {_fmt(ev.get('token_accuracy'))}")
+    enc = summary.get("encoder", {}).get("result", {}).get("summary", {})
+    for key in sorted(enc):
+        if key.endswith(("recall@10", "mrr@10")):
+            v = enc[key]
+            lines.append(f"encoder    {key:<34} {_fmt(v.get('before'))} -> {_fmt(v.get('after'))}  ({v.get('gain', 0):+.3f})")
+    rel = summary.get("release", {}).get("result", {})
+    if rel:
+        repos = rel.get("verify", {}).get("repos", [])
+        ok = sum(1 for r in repos if r.get("ok"))
+        lines.append(f"release    {len(repos)} repos on the LOCAL hub {rel.get('endpoint')}: {ok}/{len(repos)} verified from a fresh process")
+        lines += [f"           {'ok  ' if r.get('ok') else 'FAIL'} {r.get('repo_id')} ({r.get('kind')})" for r in repos]
+    lines.append("-" * 72)
+    return "\n".join(lines)
+
+
 def main(argv: list[str], prog: str) -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -174,5 +213,10 @@ def main(argv: list[str], prog: str) -> int:
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     write_json(summary_path, summary)
     log.info("demo finished in %.0fs; summary: %s", summary["total_seconds"], summary_path)
-    print(json.dumps({k: v.get("seconds") if isinstance(v, dict) else v for k, v in summary.items()}, indent=2))
+    print(headline(summary, out))
+    print("seconds per stage:", json.dumps({k: v.get("seconds") if isinstance(v, dict) else v for k, v in summary.items()}))
+    release = summary.get("release", {}).get("result", {})
+    if release and not release.get("verify", {}).get("ok", False):
+        log.error("release verification failed; see %s", summary_path)
+        return 1
     return 0
