@@ -12,7 +12,7 @@ Also measures encode throughput (sentences/s) of the demo model (``--model``, de
 
 Prints pairs/s, sentences/s and the ratios; writes ``benchmarks/results/encoder.json``.
 
-    python benchmarks/bench_encoder.py [--steps 12 --batch-size 16 --repeats 2 --model runs/encoder-demo/final]
+    python benchmarks/bench_encoder.py [--steps 12 --batch-size 16 --repeats 2 --model runs/demo/encoder/final]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> int:
     ap.add_argument("--max-seq-length", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--encode-sentences", type=int, default=1000)
-    ap.add_argument("--model", default=None, help="demo model folder (default: runs/encoder-demo/final if present)")
+    ap.add_argument("--model", default=None, help="demo model folder (default: runs/demo/encoder/final or runs/encoder-demo/final if present)")
     ap.add_argument("--output", default=str(RESULTS))
     args = ap.parse_args()
 
@@ -142,7 +142,8 @@ def main() -> int:
 
     from polyclinic.encoders.model import load_sentence_transformer
 
-    demo = args.model or (str(ROOT / "runs" / "encoder-demo" / "final") if (ROOT / "runs" / "encoder-demo" / "final").is_dir() else None)
+    candidates = [ROOT / "runs" / "demo" / "encoder" / "final", ROOT / "runs" / "encoder-demo" / "final"]  # make demo, then encoder train
+    demo = args.model or next((str(c) for c in candidates if c.is_dir()), None)
     sentences = [f"{a}" for a in pairs["anchor"]] + [p for p in pairs["positive"]]
     sentences = (sentences * (1 + args.encode_sentences // max(1, len(sentences))))[: args.encode_sentences]
     base = base_model(args.max_seq_length)
