@@ -25,7 +25,14 @@ log = get_logger("demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES = REPO_ROOT / "recipes"
-STAGES = ("corpus", "tokenizer", "pretrain", "eval", "encoder", "release")
+STAGES = {
+    "corpus": "packaged ICD-10-CM / WHO ICD-10 / CIE-10 / HPO text -> HF dataset (es, en configs)",
+    "tokenizer": "SentencePiece unigram with T5 layout (100 sentinels) trained on the corpus",
+    "pretrain": "tiny mT5, span corruption, a few hundred steps (loss must go down)",
+    "eval": "held-out span-corruption loss; export check with AutoModelForSeq2SeqLM",
+    "encoder": "BioLORD-style phases on packaged concepts from all-MiniLM-L6-v2, before/after eval",
+    "release": "local Hub-compatible server -> gated push -> verify from a fresh process",
+}
 
 
 def _banner(name: str, text: str) -> None:
@@ -205,7 +212,7 @@ def main(argv: list[str], prog: str) -> int:
     for name in STAGES:
         if name not in args.stages:
             continue
-        _banner(name, (__doc__ or "").split(f"{STAGES.index(name) + 1}. ")[-1].splitlines()[0].strip())
+        _banner(name, STAGES[name])
         t0 = time.perf_counter()
         result = runners[name]()
         summary[name] = {"seconds": round(time.perf_counter() - t0, 1), "result": result}

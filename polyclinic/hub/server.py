@@ -192,26 +192,24 @@ class Handler(BaseHTTPRequestHandler):
                 if total > limit:
                     self.close_connection = True
                     raise _BodyTooLarge(limit)
-                remaining = size
-                while remaining:
-                    b = self.rfile.read(min(remaining, 1 << 20))
-                    if not b:
-                        raise HubError(400, "Truncated chunked body")
-                    remaining -= len(b)
-                    yield b
+                yield from self._read_exactly(size, "Truncated chunked body")
                 self.rfile.readline(65537)
         else:
             length = self._content_length()
             if length > limit:
                 self.close_connection = True
                 raise _BodyTooLarge(limit)
-            remaining = length
-            while remaining:
-                b = self.rfile.read(min(remaining, 1 << 20))
-                if not b:
-                    raise HubError(400, "Truncated body")
-                remaining -= len(b)
-                yield b
+            yield from self._read_exactly(length, "Truncated body")
+
+    def _read_exactly(self, size: int, truncated: str) -> Iterator[bytes]:
+        """Yield exactly ``size`` bytes of the request in pieces of at most 1 MiB (400 if the client stops early)."""
+        remaining = size
+        while remaining:
+            b = self.rfile.read(min(remaining, 1 << 20))
+            if not b:
+                raise HubError(400, truncated)
+            remaining -= len(b)
+            yield b
 
     def _body(self) -> bytes:
         return b"".join(self._iter_body(self.server.max_json_bytes))
