@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encoder": ("polyclinic.commands.encoder", "train BioLORD-style encoders: contrastive, self-distillation, averaging, multilingual distillation"),
     "eval": ("polyclinic.commands.eval", "offline evaluation: span-corruption loss, retrieval, STS, relatedness, embedding diagnostics"),
     "benchmark": ("polyclinic.commands.benchmark", "build benchmark datasets (e.g. multilingual ICD-10 coding search, BEIR layout)"),
+    "teacher": ("polyclinic.commands.teacher", "label a corpus with an LLM (or offline zero-shot) teacher; judge it on a verified subset"),
+    "classifier": ("polyclinic.commands.classifier", "train a distilled text classifier on teacher labels; report, card, verify"),
     "card": ("polyclinic.commands.card", "render model / dataset cards from measured results"),
     "push": ("polyclinic.commands.push", "gated, idempotent, resumable push of a release described in YAML"),
     "verify": ("polyclinic.commands.verify", "download into a fresh cache and load/evaluate as a downstream user would"),

@@ -227,7 +227,7 @@ def test_interrupted_build_never_looks_complete(tmp_path, monkeypatch):
 
     docs = _docs("who_icd10", 10, 60)
     src = _write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in docs])
-    cfg = _cfg(tmp_path, [{"type": "jsonl", "path": str(src), "lang": "en"}])
+    cfg = _cfg(tmp_path, [{"type": "jsonl", "path": str(src), "lang": "en"}], languages=["en"])
     calls = {"n": 0}
     orig = writer.ShardedWriter.add
 
@@ -258,7 +258,7 @@ def test_split_is_stable_across_runs_and_input_order(tmp_path):
         random.Random(seed).shuffle(order)
         src = _write_jsonl(tmp_path / f"in{k}.jsonl", [{"text": t} for t in order])
         cfg = _cfg(tmp_path, [{"type": "jsonl", "path": str(src), "lang": "es", "name": "cie"}],
-                   output_dir=str(tmp_path / f"out{k}"), split={"validation_fraction": 0.25})
+                   output_dir=str(tmp_path / f"out{k}"), split={"validation_fraction": 0.25}, languages=["es"])
         build_corpus(cfg)
         outs.append({r["id"]: r["_split"] for r in _rows(tmp_path / f"out{k}")})
     assert outs[0] == outs[1] and len(outs[0]) == 80
@@ -274,7 +274,8 @@ def test_exact_and_near_duplicates(tmp_path):
     rows = [{"text": t} for t in base[6:16]]
     rows += [{"text": long_doc}, {"text": "  " + long_doc.upper().replace(" ", "   ")}, {"text": near}]
     src = _write_jsonl(tmp_path / "d.jsonl", rows)
-    cfg = _cfg(tmp_path, [{"type": "jsonl", "path": str(src), "lang": "en"}], langid={"enabled": False})
+    cfg = _cfg(tmp_path, [{"type": "jsonl", "path": str(src), "lang": "en"}], langid={"enabled": False},
+               languages=["en"])
     stats = build_corpus(cfg)["stats"]
     assert stats["rejected"] == {"exact_duplicate": 1, "near_duplicate": 1}
     assert stats["kept"] == 11
@@ -338,14 +339,14 @@ def test_token_counts_with_a_tokenizer_and_empty_language(tmp_path):
     docs = _docs("who_icd10", 8, 60)
     src = _write_jsonl(tmp_path / "t.jsonl", [{"text": t} for t in docs])
     cfg = _cfg(tmp_path, [{"type": "jsonl", "path": str(src), "lang": "en"}], tokenizer=str(path),
-               languages=["en", "es", "fr"], langid={"enabled": False})
+               languages=["en", "es", "fr"], langid={"enabled": False}, allow_empty_languages=True)
     stats = build_corpus(cfg)["stats"]
     tok = AutoTokenizer.from_pretrained(str(path))
     rows = _rows(tmp_path / "out")
     expected = sum(len(tok(r["text"], add_special_tokens=False)["input_ids"]) for r in rows)
     assert stats["totals"]["tokens"] == stats["languages"]["en"]["tokens"] == expected > 0
     assert stats["sources"]["t"]["tokens"] == expected and str(path) in stats["counts"]["tokens"]
-    # languages without documents get no dataset config (and no empty folders)
+    # with allow_empty_languages, languages without documents get no dataset config (and no empty folders)
     assert stats["languages_with_data"] == ["en"] and stats["languages"]["fr"]["documents"] == 0
     header = yaml.safe_load((tmp_path / "out" / "README.md").read_text().split("---")[1])
     assert [c["config_name"] for c in header["configs"]] == ["en"] and header["language"] == ["en"]

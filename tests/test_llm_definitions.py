@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fake_openai import FakeOpenAI, closed_port_url
+
 from polyclinic.concepts.llm_definitions import DefinitionGenerator, LLMConfig, define_table
 from polyclinic.concepts.table import Concept, concepts_to_table
+from polyclinic.errors import UserError
 
 ANSWERS = {
     "Bronquitis aguda": "Definición: Inflamación aguda de los bronquios, generalmente de origen viral, que cursa con tos.",
@@ -21,34 +21,15 @@ ANSWERS = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-        prompt = body["messages"][-1]["content"]
-        name = re.search(r'concept "([^"]+)"', prompt).group(1)
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": ANSWERS[name]}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):  # quiet
-        pass
+def _respond(body: dict) -> str:
+    name = re.search(r'concept "([^"]+)"', body["messages"][-1]["content"]).group(1)
+    return ANSWERS[name]
 
 
 @pytest.fixture()
 def server():
-    _Handler.requests = []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", _Handler.requests
-    srv.shutdown()
-    srv.server_close()
+    with FakeOpenAI(_respond) as srv:
+        yield srv.url.removesuffix("/v1"), srv.requests
 
 
 def _concepts():
@@ -111,3 +92,9 @@ def test_fake_callable_and_define_table(tmp_path):
     assert len(calls) == 2  # the defined row is skipped
     assert "Spanish" in calls[0] and "bronquitis aguda" in calls[1].lower()  # parent name as context
     assert out["definition"] == [fake(""), "Ya definida.", fake("")]
+
+
+def test_closed_port_is_one_user_error(tmp_path):
+    cfg = LLMConfig(base_url=closed_port_url(), model="m", cache_dir=str(tmp_path / "c"), retries=3, backoff_s=5)
+    with pytest.raises(UserError, match="cannot reach the LLM endpoint"):
+        DefinitionGenerator(cfg).generate(_concepts())

@@ -7,7 +7,9 @@
   accelerate launch --config_file accelerate_configs/multi_gpu_ddp.yaml \
       training/pretrain_span_corruption.py recipes/pretrain/mt5-large.yaml data.corpus=data/medical
 
-Re-running the same command after a crash resumes from the newest complete checkpoint (training.resume=auto).
+Re-running the same command after a crash resumes from the newest complete and intact checkpoint
+(training.resume=auto; a damaged one is reported and skipped). Resuming under a changed config is refused with a
+diff unless --allow-config-change is given (the change is then recorded in <run_dir>/config_changes.json).
 """
 
 from __future__ import annotations

@@ -47,8 +47,17 @@ def _read_rows(path: Path) -> list[dict]:
     if not path.exists():
         raise UserError(f"file not found: {path}")
     suffix = path.suffix.lower()
+    from polyclinic.textfiles import iter_lines  # BOM, UTF-16/32, .gz/.zst; bad bytes: UserError with file:line
+
     if suffix in (".jsonl", ".ndjson"):
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = []
+        for lineno, line in iter_lines(path, strict=True):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except (ValueError, RecursionError) as exc:
+                    raise UserError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+        return rows
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -56,8 +65,8 @@ def _read_rows(path: Path) -> list[dict]:
     if suffix in (".csv", ".tsv"):
         import csv
 
-        with open(path, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+        lines = (line for _, line in iter_lines(path, strict=True, newline=""))
+        return list(csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ","))
     raise UserError(f"{path}: expected .jsonl, .parquet, .csv or .tsv")
 
 

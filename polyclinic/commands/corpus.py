@@ -17,7 +17,10 @@ Build a multilingual medical corpus (a Hugging Face dataset folder, one config p
       verify languages (py3langid), split train/validation by a hash of each document id, and write
         <output_dir>/<lang>/train-0000K-of-0000N.parquet, <lang>/validation-00000-of-00001.parquet,
         README.md (dataset card), LICENSE.md, stats.json, manifest.json, metrics.json, config.yaml
+      Input files may be gzip / zstd / bzip2 / xz compressed and UTF-8, UTF-16 or UTF-32 (BOM or not).
       Bad records are counted by reason (see stats.json); missing inputs stop the build before it starts.
+      A requested language that keeps no document (or an empty build) is an error that says why, and
+      nothing is written (allow_empty_languages=true: such a language only gets no dataset config).
 
   stats FOLDER [--json]
       Print the per-language / per-source statistics of a built corpus.

@@ -78,7 +78,9 @@ def stage_pretrain(out: Path, force: bool, overrides: list[str]) -> dict:
         return read_json(run / "metrics.json")
     cfg = load_pretrain_config(
         RECIPES / "pretrain" / "demo.yaml",
-        [f"data.corpus={out / 'corpus'}", f"tokenizer={out / 'tokenizer'}", f"run_dir={run}", *overrides],
+        [f"data.corpus={out / 'corpus'}", f"tokenizer={out / 'tokenizer'}", f"run_dir={run}",
+         # --force rebuilt the corpus/tokenizer: the old checkpoints were trained on other inputs
+         *(["training.resume=never"] if force else []), *overrides],
     )
     return train(cfg)
 

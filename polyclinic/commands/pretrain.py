@@ -1,5 +1,8 @@
 """``polyclinic pretrain RECIPE.yaml [key=value ...]``: span-corruption pretraining (same code as
-``training/pretrain_span_corruption.py``; for several processes use ``accelerate launch`` on that script)."""
+``training/pretrain_span_corruption.py``; for several processes use ``accelerate launch`` on that script).
+
+Re-running the same command resumes from the newest intact checkpoint; a changed config is refused with a diff
+unless ``--allow-config-change`` says the change is meant (it is then recorded in the run)."""
 
 from __future__ import annotations
 
@@ -17,16 +20,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    "every required key is given as an override")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. training.max_steps=50 run_dir=runs/x")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume the run's newest checkpoint although the config differs from the one it was trained "
+                   "with (learning rate, seed, corpus, ...); without it such a resume is refused with a diff. The "
+                   "change is recorded in <run_dir>/config_changes.json (same as training.allow_config_change=true)")
     return p
 
 
 def main(argv: list[str], prog: str = "polyclinic pretrain") -> int:
-    args = build_parser(prog).parse_args(argv)
+    # intermixed: `RECIPE --allow-config-change k=v` puts the override after a flag
+    args = build_parser(prog).parse_intermixed_args(argv)
     from polyclinic.pretraining.config import load_pretrain_config
 
     recipe, overrides = args.recipe, list(args.overrides)
     if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
         recipe, overrides = None, [recipe, *overrides]
+    if args.allow_config_change:
+        overrides.append("training.allow_config_change=true")
     cfg = load_pretrain_config(recipe, overrides)
     if args.print_config:
         import yaml

@@ -14,8 +14,12 @@ and the flag that overrides it:
   card      metadata complete and valid, required sections present     --allow-incomplete-card
   weights   safetensors only (no .bin/.pt/.pkl/.ckpt/... pickles)       --allow-pickle
   secrets   no HF tokens, AWS keys, private keys, api_key=..., HF_TOKEN --allow-secrets
-  phi       dataset text without e-mails, phones, DNI/NIE/SSN, record
-            numbers, dates of birth, street addresses (masked report)   --allow-phi
+  paths     no absolute path of this machine (cwd, home, repo, tmp)    --allow-local-paths
+  phi       no e-mails, phones, national ids (DNI/NIE, NIR, codice
+            fiscale, NIF, PESEL, SSN), IBANs, record numbers, dates of
+            birth, street addresses (masked report)                     --allow-phi
+Secrets, paths and PHI read every file of every repo (text decided by content; Parquet/Arrow by their
+string columns); binary files are skipped and listed with the reason in the report.
 
 Each repo gets ONE commit (parent = current head) holding only what changed, then the version tag (and
 --branch if set). Nothing changed -> no commit. A push interrupted after the upload re-runs without
@@ -41,6 +45,7 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--allow-pickle", action="store_true", help="override the safetensors-only gate")
     p.add_argument("--allow-phi", action="store_true", help="override the personal-health-information gate")
     p.add_argument("--allow-secrets", action="store_true", help="override the secrets gate")
+    p.add_argument("--allow-local-paths", action="store_true", help="override the gate on absolute paths of this machine")
     p.add_argument("--allow-incomplete-card", action="store_true", help="override the card gate")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     args = p.parse_args(argv)
@@ -50,6 +55,7 @@ def main(argv: list[str], prog: str) -> int:
 
     cfg = load_release_config(args.release, args.overrides)
     allow = [g for g, flag in (("weights", args.allow_pickle), ("phi", args.allow_phi), ("secrets", args.allow_secrets),
+                               ("paths", args.allow_local_paths),
                                ("card", args.allow_incomplete_card)) if flag]
     report = push_release(cfg, dry_run=args.dry_run, allow=allow, only=args.only or None)
     print(format_push_report(report))

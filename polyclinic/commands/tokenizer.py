@@ -114,9 +114,10 @@ def iter_corpus_texts(files: list[str], max_docs: int | None) -> Iterator[str]:
 def iter_text_file(path: Path, max_docs: int | None) -> Iterator[str]:
     if not path.is_file():
         raise UserError(f"text file not found: {path}")
-    with path.open(encoding="utf-8") as fh:
-        lines = (line.rstrip("\n") for line in fh)
-        yield from itertools.islice((line for line in lines if line.strip()), max_docs)
+    from polyclinic.textfiles import iter_lines  # BOM, UTF-16/32, .gz/.zst; bad bytes: UserError with file:line
+
+    lines = (line.rstrip("\r\n") for _, line in iter_lines(path, strict=True))
+    yield from itertools.islice((line for line in lines if line.strip()), max_docs)
 
 
 class _Sampler:

@@ -13,6 +13,10 @@ Sources:
 
 ICD-family rows share ``ICD10:<dotted code>`` concept ids, which links Spanish CIE-10 rows to the English
 ICD-10-CM / WHO rows of the same code.
+
+Files are opened by :mod:`polyclinic.textfiles` (BOM, UTF-16/32, gzip/zstd/bzip2/xz): a line with bytes that
+are not valid in the file's encoding is one more malformed row (``file:line``), not a traceback and not a
+silently replaced character.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from polyclinic import textfiles
 from polyclinic.concepts.table import (
     Concept,
     ConceptTable,
@@ -221,7 +226,7 @@ def load_cie10(prefixes: Sequence[str] | None = None, max_code_length: int | Non
             text = zf.read("cie-10.csv").decode("utf-8")
         where = f"{zpath}!cie-10.csv"
     else:
-        text = Path(path).read_text(encoding="utf-8")
+        text = textfiles.read_text(path, newline="")
         where = str(path)
     report = LoadReport("cie10")
     reader = csv.DictReader(io.StringIO(text))
@@ -301,7 +306,7 @@ def load_obo(path: str | Path, lang: str = "en", system: str | None = None,
     if text is None:
         if not path.is_file():
             raise UserError(f"OBO file not found: {path}")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = "".join(line for _, line in textfiles.iter_lines(path))
     report = LoadReport(str(path))
     concepts: list[Concept] = []
     stanza: dict[str, Any] | None = None
@@ -328,6 +333,10 @@ def load_obo(path: str | Path, lang: str = "en", system: str | None = None,
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("!"):
+            continue
+        bad = textfiles.undecodable(line)
+        if bad:
+            report.problem(f"{path}:{lineno}", f"not valid text ({bad})")
             continue
         if line.startswith("["):
             flush()
@@ -431,33 +440,41 @@ def load_table_file(path: str | Path, system: str | None = None, lang: str | Non
     report = LoadReport(str(path))
     concepts = []
     if fmt in ("jsonl", "ndjson", "json"):
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise ValueError("not a JSON object")
-                    concepts.append(_row_to_concept(row, system, lang))
-                except (ValueError, TypeError, KeyError) as exc:
-                    report.problem(f"{path}:{lineno}", str(exc)[:200])
+        for lineno, line in textfiles.iter_lines(path):
+            if not line.strip():
+                continue
+            try:
+                bad = textfiles.undecodable(line)
+                if bad:
+                    raise ValueError(f"not valid text ({bad})")
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+                concepts.append(_row_to_concept(row, system, lang))
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+                report.problem(f"{path}:{lineno}", str(exc)[:200])
     elif fmt in ("csv", "tsv", "tab"):
         delim = "," if fmt == "csv" else "\t"
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter=delim)
-            if not reader.fieldnames or "name" not in reader.fieldnames:
-                raise UserError(f"{path}: header must contain 'name' and 'code' or 'concept_id' (got {reader.fieldnames})")
+        reader = csv.DictReader((line for _, line in textfiles.iter_lines(path, newline="")), delimiter=delim)
+        try:
+            fieldnames = reader.fieldnames
+            if not fieldnames or "name" not in fieldnames or any(textfiles.undecodable(f) for f in fieldnames):
+                raise UserError(f"{path}: header must contain 'name' and 'code' or 'concept_id' (got {fieldnames})")
             for row in reader:
                 line = reader.line_num
                 try:
                     if None in row:
                         raise ValueError(f"{len(row[None])} extra cell(s)")
                     if any(v is None for v in row.values()):
-                        raise ValueError("missing cells")
+                        raise ValueError(f"missing cells: expected {len(fieldnames)} ({delim.join(fieldnames)!r})")
+                    bad = next((b for b in map(textfiles.undecodable, row.values()) if b), None)
+                    if bad:
+                        raise ValueError(f"not valid text ({bad})")
                     concepts.append(_row_to_concept(row, system, lang))
-                except (ValueError, TypeError, KeyError) as exc:
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     report.problem(f"{path}:{line}", str(exc)[:200])
+        except csv.Error as exc:
+            raise UserError(f"{path}:{reader.line_num}: malformed {fmt.upper()} ({exc})") from None
     else:
         raise UserError(f"{path}: unknown concept file format {fmt!r} (use .csv, .tsv or .jsonl, or fmt=...)")
     return _build(concepts, report)

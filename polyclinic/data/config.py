@@ -136,6 +136,9 @@ class CorpusConfig(StrictModel):
     card: CardConfig = CardConfig()
     tokenizer: str | None = None  # tokenizer folder / Hub id to count tokens; None: tokens not counted
     max_rejected_examples: int = Field(default=5, ge=0)  # per reason, in stats.json
+    # A requested language that keeps no document fails the build (it is almost always a broken input);
+    # true: it only gets no dataset config. Zero documents in total always fails.
+    allow_empty_languages: bool = False
     overwrite: bool = True
     progress: bool = True
 

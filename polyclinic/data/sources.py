@@ -3,11 +3,17 @@
 
 Supported inputs (``SourceConfig.type``):
 
-- ``jsonl``: one JSON object per line (``.jsonl`` or ``.jsonl.gz``); fields ``text_field``, ``lang_field``, ``id_field``.
-- ``text``: plain UTF-8 text; ``text_unit`` = ``line`` | ``paragraph`` (blank-line separated) | ``file``.
+- ``jsonl``: one JSON object per line (``.jsonl``, ``.json``, ``.ndjson``, optionally ``.gz`` / ``.zst`` / ``.bz2`` /
+  ``.xz``); fields ``text_field``, ``lang_field``, ``id_field``.
+- ``text``: plain text; ``text_unit`` = ``line`` | ``paragraph`` (blank-line separated) | ``file``.
 - ``parquet``: read in record batches (columns ``text_field`` / ``lang_field`` / ``id_field``).
 - ``hub``: a Hub dataset id (or a local dataset folder) via ``datasets.load_dataset(..., streaming=True)``.
 - ``packaged``: terminologies shipped as Python packages (:mod:`polyclinic.data.packaged`).
+
+JSONL and text files are opened by :mod:`polyclinic.textfiles` (compression by magic bytes; UTF-8, UTF-16 and
+UTF-32 with or without BOM), so a BOM never costs the first record and a UTF-16 file is not "all bad lines".
+A line with undecodable bytes, a JSON value that is not an object, a file with no records (``empty_file``) and
+a corrupt or truncated compressed file (``unreadable_file``) are each counted as a :class:`BadRecord`, never raised.
 
 ``path`` may be a file, a folder (all matching files below it, sorted) or a glob; relative paths are
 resolved against the current directory. :func:`validate_sources` checks everything before any work.
@@ -16,7 +22,6 @@ resolved against the current directory. :func:`validate_sources` checks everythi
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import itertools
 import json
@@ -25,12 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from polyclinic import textfiles
 from polyclinic.data.config import SourceConfig
 from polyclinic.errors import UserError
 
+_TEXT_SUFFIXES = ("",) + textfiles.COMPRESSED_SUFFIXES
 _EXTENSIONS = {
-    "jsonl": (".jsonl", ".jsonl.gz", ".json", ".ndjson"),
-    "text": (".txt", ".txt.gz", ".text"),
+    "jsonl": tuple(e + c for e in (".jsonl", ".json", ".ndjson") for c in _TEXT_SUFFIXES),
+    "text": tuple(e + c for e in (".txt", ".text") for c in _TEXT_SUFFIXES),
     "parquet": (".parquet",),
 }
 
@@ -142,83 +149,101 @@ def open_hub_dataset(src: SourceConfig):
         ) from None
 
 
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-
-
 def _lang_of(src: SourceConfig, rec: dict) -> Any:
     return src.lang if src.lang else rec.get(str(src.lang_field))
+
+
+def _file_lines(rs: ResolvedSource, path: Path) -> Iterator[tuple[int, str | None, str] | BadRecord]:
+    """``(lineno, line, "")`` for decodable lines, ``(lineno, None, detail)`` for lines with undecodable
+    bytes, and BadRecords for an empty file or a corrupt compressed stream (the rest of that file is skipped)."""
+    src = rs.cfg
+    seen = False
+    try:
+        with textfiles.open_text(path) as fh:
+            enc = fh.sniffed.encoding
+            reason = "invalid_utf8" if enc == "utf-8" else "invalid_encoding"
+            for lineno, line in enumerate(fh, 1):
+                if not seen and line.strip():
+                    seen = True
+                detail = textfiles.undecodable(line)
+                if detail:
+                    yield BadRecord(rs.label, f"{path}:{lineno}", reason, f"not valid {enc}: {detail}", src.lang)
+                    continue
+                yield lineno, line, ""
+    except textfiles.TextFileError as exc:
+        yield BadRecord(rs.label, str(path), "unreadable_file", str(exc), src.lang)
+        return
+    if not seen:
+        yield BadRecord(rs.label, str(path), "empty_file", "the file holds no records (0 bytes or blank lines only)",
+                        src.lang)
 
 
 def _read_jsonl(rs: ResolvedSource) -> Iterator[RawDoc | BadRecord]:
     src = rs.cfg
     for path in rs.files:
-        with _open_binary(path) as fh:
-            for lineno, raw in enumerate(fh, 1):
-                where = f"{path}:{lineno}"
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield BadRecord(rs.label, where, "invalid_utf8", str(exc), src.lang)
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield BadRecord(rs.label, where, "corrupt_json", str(exc), src.lang)
-                    continue
-                if not isinstance(rec, dict):
-                    yield BadRecord(rs.label, where, "corrupt_json", f"expected an object, got {type(rec).__name__}", src.lang)
-                    continue
-                text = rec.get(src.text_field)
-                if not isinstance(text, str):
-                    yield BadRecord(rs.label, where, "missing_text", f"no string field {src.text_field!r}", _lang_of(src, rec))
-                    continue
-                raw_id = rec.get(src.id_field) if src.id_field else None
-                yield RawDoc(rs.label, where, text, _lang_of(src, rec), raw_id)
+        for item in _file_lines(rs, path):
+            if isinstance(item, BadRecord):
+                yield item
+                continue
+            lineno, line, _ = item
+            where = f"{path}:{lineno}"
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else f"{type(exc).__name__}: {str(exc)[:120]}"
+                yield BadRecord(rs.label, where, "corrupt_json", msg, src.lang)
+                continue
+            if not isinstance(rec, dict):
+                yield BadRecord(rs.label, where, "corrupt_json", f"expected an object, got {type(rec).__name__}", src.lang)
+                continue
+            lang = _lang_of(src, rec)
+            text = rec.get(src.text_field)
+            if not isinstance(text, str):
+                yield BadRecord(rs.label, where, "missing_text", f"no string field {src.text_field!r}", lang)
+                continue
+            raw_id = rec.get(src.id_field) if src.id_field else None
+            yield RawDoc(rs.label, where, text, lang, raw_id)
 
 
 def _read_text(rs: ResolvedSource) -> Iterator[RawDoc | BadRecord]:
     src = rs.cfg
     unit = src.text_unit
     for path in rs.files:
-        with _open_binary(path) as fh:
-            buf: list[str] = []
-            start = 0
-            bad: tuple[int, str] | None = None
+        buf: list[str] = []
+        start = 0
+        bad: BadRecord | None = None
 
-            def emit():
-                where = f"{path}:{start}"
-                if bad is not None:
-                    return BadRecord(rs.label, f"{path}:{bad[0]}", "invalid_utf8", bad[1], src.lang)
-                return RawDoc(rs.label, where, "".join(buf), src.lang, None)
+        def emit():
+            return bad if bad is not None else RawDoc(rs.label, f"{path}:{start}", "".join(buf), src.lang, None)
 
-            for lineno, raw in enumerate(fh, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    line = None
-                    err = (lineno, str(exc))
-                if unit == "line":
-                    if line is None:
-                        yield BadRecord(rs.label, f"{path}:{lineno}", "invalid_utf8", err[1], src.lang)
-                    elif line.strip():
-                        yield RawDoc(rs.label, f"{path}:{lineno}", line, src.lang, None)
-                    continue
-                if unit == "paragraph" and line is not None and not line.strip():
-                    if buf or bad:
-                        yield emit()
+        for item in _file_lines(rs, path):
+            if isinstance(item, BadRecord) and item.reason in ("empty_file", "unreadable_file"):
+                if buf or bad:
+                    yield emit()
                     buf, bad = [], None
-                    continue
-                if not buf and bad is None:
-                    start = lineno
-                if line is None:
-                    bad = bad or err
-                else:
-                    buf.append(line)
-            if buf or bad:
-                yield emit()
+                yield item
+                continue
+            if unit == "line":
+                if isinstance(item, BadRecord):
+                    yield item
+                elif item[1].strip():
+                    yield RawDoc(rs.label, f"{path}:{item[0]}", item[1], src.lang, None)
+                continue
+            if unit == "paragraph" and not isinstance(item, BadRecord) and not item[1].strip():
+                if buf or bad:
+                    yield emit()
+                buf, bad = [], None
+                continue
+            if isinstance(item, BadRecord):
+                bad = bad or item
+                continue
+            if not buf and bad is None:
+                start = item[0]
+            buf.append(item[1])
+        if buf or bad:
+            yield emit()
 
 
 def _read_parquet(rs: ResolvedSource) -> Iterator[RawDoc | BadRecord]:

@@ -1,5 +1,12 @@
 """Corpus statistics: kept documents/words/characters/tokens per language, split and source; rejections by
-reason (with the first examples and their ``file:line``); language-verification outcomes."""
+reason (with the first examples and their ``file:line``); language-verification outcomes.
+
+Why excerpts are masked: ``stats.json`` is published with the dataset, and a rejected record is by definition
+one the builder did not clean (an unsupported language, a corrupt line) and may carry a patient's name, ID,
+phone, birth date or e-mail. Each kept example is therefore its locator (``where``: ``file:line``, row or index,
+the record's id in its source) + ``reason`` + an excerpt and a detail passed through
+:func:`polyclinic.phi.mask_phi` *before* truncation (a value cut in half would no longer be recognised), and
+the log line shows only the masked detail."""
 
 from __future__ import annotations
 
@@ -7,8 +14,19 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from polyclinic.logging_utils import get_logger
+from polyclinic.phi import mask_phi
 
 log = get_logger("data.stats")
+
+EXCERPT_CHARS = 160
+_MASK_WINDOW = 20_000  # masked before cutting; placeholders cannot pull text from beyond this into the excerpt
+
+
+def _masked(text: str, limit: int) -> str:
+    """The first ``limit`` characters of ``text`` after PHI masking (see the module docstring)."""
+    if not text:
+        return ""
+    return mask_phi(text[:_MASK_WINDOW])[:limit]
 
 
 def _zero(tokens: bool) -> dict[str, int]:
@@ -77,10 +95,11 @@ class CorpusStats:
         if self._examples_per_reason[reason] < self.max_examples:
             self._examples_per_reason[reason] += 1
             ex = {"reason": reason, "source": source, "where": where, "lang": str(lang or "")}
+            detail = _masked(detail, 200)
             if detail:
-                ex["detail"] = detail[:200]
+                ex["detail"] = detail
             if text:
-                ex["excerpt"] = text[:160]
+                ex["excerpt"] = _masked(text, EXCERPT_CHARS)
             self.examples.append(ex)
             log.warning("rejected (%s) %s%s", reason, where, f": {detail[:160]}" if detail else "")
         elif self._examples_per_reason[reason] == self.max_examples:

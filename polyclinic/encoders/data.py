@@ -4,6 +4,11 @@ Pairs files need ``anchor`` and ``positive`` columns (``negative`` optional); ot
 (``concept_id``, ``kind``, ``lang`` …) are kept for splitting and evaluation and dropped before the
 loss sees the batch. Parallel files need a source (English) and a translation column; a headerless
 two-column TSV (the sentence-transformers parallel-sentences format) is read as (source, translation).
+
+Files are opened by :mod:`polyclinic.textfiles` (BOM / UTF-16 / UTF-32, gzip / zstd / bzip2 / xz), and every
+problem is a :class:`UserError` with ``file:line``: undecodable bytes, a JSON line that is not an object, a
+TSV/CSV row with fewer cells than the header (or than the column it must supply). These readers train
+models, so a bad row stops the run instead of being silently dropped.
 """
 
 from __future__ import annotations
@@ -11,21 +16,62 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
+from polyclinic import textfiles
 from polyclinic.errors import UserError
 
 PAIR_COLUMNS = ("anchor", "positive")
 
 
+def _delimited_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of the non-empty rows of a TSV/CSV file (TSV: no quoting)."""
+    lines = (line for _, line in textfiles.iter_lines(path, strict=True, newline=""))
+    reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    try:
+        for r in reader:
+            if r:
+                yield reader.line_num, r
+    except csv.Error as exc:
+        raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None
+
+
+def _check_width(path: Path, line: int, row: list[str], header: list[str], delimiter: str) -> None:
+    while len(row) > len(header) and row[-1] == "":
+        row.pop()  # trailing empty cells (a trailing delimiter)
+    if len(row) != len(header):
+        sep = "<TAB>" if delimiter == "\t" else delimiter
+        raise UserError(f"{path}:{line}: {len(row)} cell(s), but the header has {len(header)}: expected "
+                        f"{sep.join(header)}" + (" (a TSV cell cannot contain a tab)" if len(row) > len(header) and sep == "<TAB>" else ""))
+
+
 def _read_delimited(path: Path, delimiter: str) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-        rows = [r for r in reader if r]
+    rows = list(_delimited_rows(path, delimiter))
     if not rows:
         return []
-    header = [h.strip() for h in rows[0]]
-    return [dict(zip(header, r)) for r in rows[1:]] if header else []
+    header = [h.strip() for h in rows[0][1]]
+    out = []
+    for line, r in rows[1:]:
+        _check_width(path, line, r, header, delimiter)
+        out.append(dict(zip(header, r)))
+    return out
+
+
+def _format_suffix(path: Path) -> str:
+    """``.jsonl`` for ``x.jsonl``, ``x.jsonl.gz``, ``x.jsonl.zst`` …"""
+    name = path.name.lower()
+    for c in textfiles.COMPRESSED_SUFFIXES:
+        if name.endswith(c):
+            name = name[: -len(c)]
+            break
+    return Path(name).suffix
+
+
+def _objects(path: Path, rows: list, where: str = "") -> list[dict]:
+    for k, r in enumerate(rows, 1):
+        if not isinstance(r, dict):
+            raise UserError(f"{path}{where or f' record {k}'}: expected a JSON object with named fields, got {type(r).__name__}")
+    return rows
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -33,23 +79,33 @@ def read_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    suffix = suffix.lower()
+    suffix = _format_suffix(path)
     if suffix in (".jsonl", ".ndjson"):
         out = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for i, line in textfiles.iter_lines(path, strict=True):
             if line.strip():
                 try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+                    rec = json.loads(line)
+                except (ValueError, RecursionError) as exc:
+                    raise UserError(f"{path}:{i}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+                out.extend(_objects(path, [rec], f":{i}"))
         return out
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(textfiles.read_text(path))
+        except (ValueError, RecursionError) as exc:
+            raise UserError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
         if isinstance(data, dict):  # column-oriented
             keys = list(data)
+            if not all(isinstance(data[k], list) for k in keys):
+                raise UserError(f"{path}: a JSON object must map each column to a list of values")
+            if len({len(data[k]) for k in keys}) > 1:
+                raise UserError(f"{path}: columns have different lengths: "
+                                + ", ".join(f"{k} {len(data[k])}" for k in keys))
             return [dict(zip(keys, vals)) for vals in zip(*(data[k] for k in keys))]
-        return list(data)
+        if not isinstance(data, list):
+            raise UserError(f"{path}: expected a list of records or an object of columns, got {type(data).__name__}")
+        return _objects(path, data)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -119,17 +175,20 @@ def load_parallel_files(paths: Iterable[str | Path], source_column: str = "sourc
     tgt: list[str] = []
     for path in paths:
         path = Path(path)
-        if path.suffix.lower() in (".tsv", ".txt") and path.is_file():
-            with path.open(encoding="utf-8", newline="") as fh:
-                rows = [r for r in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE) if r]
-            if rows and source_column in rows[0] and target_column in rows[0]:
-                i, j = rows[0].index(source_column), rows[0].index(target_column)
+        if _format_suffix(path) in (".tsv", ".txt") and path.is_file():
+            rows = list(_delimited_rows(path, "\t"))
+            header = [h.strip() for h in rows[0][1]] if rows else []
+            if source_column in header and target_column in header:
+                i, j = header.index(source_column), header.index(target_column)
                 body = rows[1:]
+                expected = f"the columns of the header ({'<TAB>'.join(header)})"
             else:
                 i, j, body = 0, 1, rows
-            for n, r in enumerate(body, 1):
-                if len(r) < 2:
-                    raise UserError(f"{path}:{n}: expected source<TAB>translation")
+                expected = "source<TAB>translation (a headerless parallel TSV)"
+            need = max(i, j) + 1
+            for line, r in body:
+                if len(r) < need:
+                    raise UserError(f"{path}:{line}: {len(r)} cell(s), expected at least {need}: {expected}")
                 src.append(r[i])
                 tgt.append(r[j])
             continue
@@ -139,9 +198,11 @@ def load_parallel_files(paths: Iterable[str | Path], source_column: str = "sourc
                 f"{path}: needs columns {source_column!r} and {target_column!r} (found {sorted(recs[0])}); "
                 "set phases.distill.parallel.source_column / target_column"
             )
-        for r in recs:
-            src.append(str(r[source_column]))
-            tgt.append(str(r[target_column]))
+        for k, r in enumerate(recs, 1):
+            if source_column not in r or target_column not in r:
+                raise UserError(f"{path}: record {k} has no {source_column!r} / {target_column!r} field")
+            src.append("" if r[source_column] is None else str(r[source_column]))
+            tgt.append("" if r[target_column] is None else str(r[target_column]))
     keep = [k for k in range(len(src)) if src[k].strip() and tgt[k].strip()]
     if not keep:
         raise UserError("no parallel sentences found")

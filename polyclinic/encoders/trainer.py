@@ -67,6 +67,9 @@ def _complete_marker_callback():
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if folder.is_dir():
+                    from polyclinic.checkpoints import write_checkpoint_manifest
+
+                    write_checkpoint_manifest(folder)  # sizes + hashes, checked before a resume
                     (folder / COMPLETE_MARKER).write_text("ok\n")
             return control
 
@@ -74,10 +77,20 @@ def _complete_marker_callback():
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
+    """Newest complete checkpoint that is also intact (:func:`polyclinic.checkpoints.pick_intact`: damaged
+    ones are warned about and skipped, so a truncated file never crashes the resume). When complete
+    checkpoints exist but none is intact, a UserError: restarting silently would throw away the phase's
+    progress (``--force`` restarts the phase on purpose)."""
+    from polyclinic.checkpoints import pick_intact
     from polyclinic.encoders.averaging import checkpoint_dirs
 
     done = [p for p in checkpoint_dirs(folder) if (p / COMPLETE_MARKER).exists()]
-    return done[-1] if done else None
+    chosen, damaged = pick_intact(reversed(done))
+    if chosen is None and damaged:
+        detail = "; ".join(f"{p.name}: {probs[0]}" for p, probs in damaged)
+        raise UserError(f"every checkpoint under {folder} is damaged ({detail}); run again with --force to restart "
+                        f"this phase from scratch")
+    return chosen
 
 
 def resolve_resume(resume: bool | str, checkpoints: Path) -> str | None:
@@ -93,6 +106,11 @@ def resolve_resume(resume: bool | str, checkpoints: Path) -> str | None:
     path = Path(str(resume))
     if not path.is_dir():
         raise UserError(f"resume checkpoint not found: {path}")
+    from polyclinic.checkpoints import verify_checkpoint
+
+    problems = verify_checkpoint(path)
+    if problems:
+        raise UserError(f"resume checkpoint {path} is damaged or incomplete: {'; '.join(problems[:3])}")
     return str(path)
 
 

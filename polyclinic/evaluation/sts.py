@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from polyclinic import textfiles
 from polyclinic.errors import UserError
 from polyclinic.evaluation.metrics import pearson, spearman
 from polyclinic.logging_utils import get_logger
@@ -41,22 +42,22 @@ def load_scored_pairs(path: str | Path) -> tuple[list[str], list[str], list[floa
     s1, s2, sc, bad = [], [], [], 0
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    k1, k2, k3 = _pick(row, _S1), _pick(row, _S2), _pick(row, _SC)
-                    a, b, s = row[k1], row[k2], float(row[k3])
-                except (ValueError, KeyError, TypeError):
-                    bad += 1
-                    continue
-                s1.append(str(a)); s2.append(str(b)); sc.append(s)
+        for _, line in textfiles.iter_lines(path):  # BOM, UTF-16/32, .gz/.zst (polyclinic.textfiles)
+            if not line.strip():
+                continue
+            try:
+                if textfiles.undecodable(line):
+                    raise ValueError("undecodable bytes")
+                row = json.loads(line)
+                k1, k2, k3 = _pick(row, _S1), _pick(row, _S2), _pick(row, _SC)
+                a, b, s = row[k1], row[k2], float(row[k3])
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                bad += 1
+                continue
+            s1.append(str(a)); s2.append(str(b)); sc.append(s)
     else:
         delim = "," if suffix == ".csv" else "\t"
-        with path.open(encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh, delimiter=delim))
+        rows = list(csv.reader((line for _, line in textfiles.iter_lines(path, strict=True, newline="")), delimiter=delim))
         if not rows:
             raise UserError(f"{path}: empty file")
         header = rows[0]

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from polyclinic.errors import UserError
+from polyclinic.hub.gates import relativize_local_paths
 from polyclinic.io import read_json
 from polyclinic.logging_utils import get_logger
 
@@ -481,13 +482,14 @@ def model_card_context(run_dir: str | Path, spec, *, version: str | None = None,
         "datasets": list(spec.datasets),
         "recipe": _recipe(config),
         "recipe_defaults": recipe_defaults,
-        "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True).strip() if config else "",
+        "config_yaml": relativize_local_paths(yaml.safe_dump(config, sort_keys=False, allow_unicode=True).strip(),
+                                              [run_dir.parent]) if config else "",
         "compute": _compute(metrics, manifest),
         "metrics": {k: v for k, v in _flatten(metrics).items() if _numeric(v)},
         "results": _results_table(evals),
         "verification": verification,
         "corpus": corpus,
-        "corpus_path": str(corpus_dir) if corpus_dir else None,
+        "corpus_path": relativize_local_paths(str(corpus_dir), [run_dir.parent]) if corpus_dir else None,
         "language_notes": _language_notes(languages, corpus),
         "usage_prompt": _usage_prompt(languages),
         "usage_sentences": _usage_sentences(languages),

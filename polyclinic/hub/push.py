@@ -394,7 +394,7 @@ def push_release(cfg: ReleaseConfig, *, dry_run: bool = False, allow: Iterable[s
                  only: list[str] | None = None, stop_before_commit: bool = False) -> dict:
     """Push every artefact of ``cfg``. Returns a JSON-able report (per repo: diff, commit, tag, gates, seconds).
 
-    ``allow`` lists overridden gates (``card``, ``weights``, ``secrets``, ``phi``). ``only`` restricts to repo ids.
+    ``allow`` lists overridden gates (``card``, ``weights``, ``secrets``, ``paths``, ``phi``). ``only`` restricts to repo ids.
     ``stop_before_commit`` is a test hook that raises :class:`PushInterrupted` after the LFS upload.
     """
     from huggingface_hub import HfApi
@@ -440,7 +440,7 @@ def format_push_report(report: dict) -> str:
             lines.append(f"    {'deleted':<9} {'':>9}  {p}")
         for g in r["gates"]:
             extra = f" ({g['count']} findings)" if g["count"] else ""
-            lines.append(f"    gate {g['gate']:<8} {g['status']}{extra}")
+            lines.append(f"    gate {g['gate']:<8} {g['status']}{extra}{'; ' + g['coverage'] if g.get('coverage') else ''}")
             for f in g["findings"][:5]:
                 lines.append(f"        - {f}")
         if report["dry_run"]:

@@ -145,6 +145,8 @@ def _detect_kind(repo_id: str, revision: str | None) -> str:
     api = HfApi()
     try:
         info = api.model_info(repo_id, revision=revision)
+        if (info.pipeline_tag or "") == "text-classification":
+            return "classifier"
         return "encoder" if (info.library_name or "") == "sentence-transformers" else "mt5"
     except RepositoryNotFoundError:
         api.dataset_info(repo_id, revision=revision)
@@ -193,6 +195,12 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
             check("slice vs card", diff <= tolerance and got["metric"] == expected["metric"],
                   f"{got['metric']}: downloaded {got['value']:.6f} vs card {expected['value']:.6f} (|diff| {diff:.2e} <= {tolerance})",
                   measured=got["value"], card=expected["value"])
+    elif kind == "classifier":
+        from polyclinic.classification.release import verify_classifier
+
+        res = verify_classifier(repo_id, tolerance, revision)
+        check("pipeline text-classification + slice", res["ok"], f"{res['labels_matching']}/{res['num_texts']} labels, "
+              f"max |score diff| {res['max_score_diff']:.2e} <= {tolerance}; labels {res['labels']}")
     elif kind in ("dataset", "corpus", "benchmark", "pairs"):
         from datasets import load_dataset
         from huggingface_hub import DatasetCard
@@ -211,7 +219,7 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
                       f"{n} rows vs card {split.get('num_examples')}; columns {ds.column_names}", rows=n)
     else:
         raise UserError(f"unknown kind {kind!r}")
-    prefix = "models" if kind in ("mt5", "encoder") else "datasets"
+    prefix = "models" if kind in ("mt5", "encoder", "classifier") else "datasets"
     blobs = Path(os.environ["HF_HOME"]) / "hub" / f"{prefix}--{repo_id.replace('/', '--')}" / "blobs"
     out["downloaded_files"] = sum(1 for p in blobs.iterdir() if p.is_file()) if blobs.is_dir() else 0
     out["seconds"] = round(time.perf_counter() - t0, 2)

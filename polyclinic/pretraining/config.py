@@ -101,6 +101,12 @@ class TrainingConfig(StrictModel):
     save_every: Optional[int] = Field(None, ge=1)  # checkpoint every N optimizer steps; null = no checkpoints
     keep_last: int = Field(2, ge=1)
     resume: str = "auto"  # auto | never | PATH of a checkpoint folder
+    # resuming under a config that differs from the checkpoint's (lr, seed, corpus, noise, ...) is refused with a
+    # diff unless this is true (`--allow-config-change`); the change is then recorded in config_changes.json.
+    allow_config_change: bool = False
+    # re-check the sha256 of checkpoint files on resume: auto = when the checkpoint is <= 2 GiB (sizes and file
+    # structure are always checked), always, never. See polyclinic/checkpoints.py.
+    checkpoint_hashes: Literal["auto", "always", "never"] = "auto"
     save_final: bool = True
 
     @field_validator("mixed_precision", mode="before")

@@ -9,6 +9,10 @@ Order is a pure function of ``(seed, epoch, global micro-step)``:
 So one rank with batch 4 sees exactly the rows and masks two ranks with batch 2 see together, and a resumed
 run restarts at micro-step ``step * grad_accum`` and sees what the uninterrupted run saw. Accelerate's own
 dataloader sharding (batch ``i`` to rank ``i % world``) and ``skip_first_batches`` are not used for that reason.
+
+A local corpus folder is read only when it is complete (``COMPLETE`` marker, every shard of its ``stats.json``
+present and whole): training on what an interrupted build or a partial copy happens to contain would silently
+change the data distribution (a language missing) with nothing in the run saying so.
 """
 
 from __future__ import annotations
@@ -30,9 +34,71 @@ def _is_built_corpus(corpus: Path) -> bool:
     return corpus.is_dir() and (corpus / "COMPLETE").is_file() and (corpus / "stats.json").is_file()
 
 
+def _parquet_problem(path: Path) -> str | None:
+    """Missing, empty or cut-off parquet file (a complete one ends with the ``PAR1`` magic after its footer)."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size < 12:
+        return f"{size} bytes, not a parquet file"
+    with open(path, "rb") as fh:
+        fh.seek(-4, 2)
+        if fh.read(4) != b"PAR1":
+            return "truncated (no parquet footer)"
+    return None
+
+
+def check_corpus_complete(corpus: str | Path) -> None:
+    """Refuse a local corpus folder that is not complete, instead of training on whatever happens to be there.
+
+    A folder counts as complete when it has the ``COMPLETE`` marker (written last by ``polyclinic corpus
+    build``; a hand-made folder in the documented layout must be marked so too) and, when it has a
+    ``stats.json``, every shard listed there (every language, every split) exists and is a whole parquet
+    file. Hub ids are not checked here (the Hub serves whole commits).
+    """
+    path = Path(corpus)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UserError(f"data.corpus: {corpus} is a file, not a corpus folder")
+    if not (path / "COMPLETE").is_file():
+        raise UserError(
+            f"data.corpus: {corpus} is not a complete corpus folder (no COMPLETE marker: an interrupted build, or a "
+            f"partial copy). Rebuild it with `polyclinic corpus build`; a hand-made folder with the <lang>/<split>-*.parquet "
+            f"layout must be marked finished with an empty COMPLETE file"
+        )
+    if not (path / "stats.json").is_file():
+        return
+    from polyclinic.io import read_json
+
+    try:
+        stats = read_json(path / "stats.json")
+        shards = stats.get("shards", {}) if isinstance(stats, dict) else None
+        if not isinstance(shards, dict):
+            raise ValueError("no shards mapping")
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise UserError(f"data.corpus: {corpus}/stats.json is unreadable ({exc}); rebuild the corpus") from None
+    problems = []
+    for lang, splits in shards.items():
+        for split, files in (splits or {}).items():
+            for rel in files or []:
+                problem = _parquet_problem(path / rel)
+                if problem:
+                    problems.append(f"{rel} ({lang}/{split}): {problem}")
+    declared = stats.get("languages_with_data")
+    if isinstance(declared, list):
+        problems += [f"language {lang!r}: listed in languages_with_data but has no shards" for lang in declared
+                     if lang not in shards]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UserError(f"data.corpus: {corpus} is incomplete compared to its stats.json: {shown}. "
+                        f"Rebuild it with `polyclinic corpus build` (or copy it again)")
+
+
 def corpus_languages(corpus: str | Path, split: str = "train") -> list[str]:
     """Languages of a local corpus folder that have a ``split`` (from ``stats.json`` of a built corpus, else
-    from ``<lang>/<split>-*.parquet`` files). Hub ids: the dataset's configs."""
+    from ``<lang>/<split>-*.parquet`` files). Hub ids: the dataset's configs. A local folder must be complete
+    (:func:`check_corpus_complete`)."""
     path = Path(corpus)
     if not path.exists():
         if "/" in str(corpus) and not str(corpus).startswith((".", "/")):
@@ -40,6 +106,7 @@ def corpus_languages(corpus: str | Path, split: str = "train") -> list[str]:
 
             return list(datasets.get_dataset_config_names(str(corpus)))
         raise UserError(f"data.corpus: folder not found: {corpus}")
+    check_corpus_complete(path)
     if _is_built_corpus(path):
         from polyclinic.io import read_json
 
@@ -57,7 +124,8 @@ def load_split(corpus: str | Path, langs: Sequence[str] | None, split: str, text
 
     A folder built by ``polyclinic corpus build`` (and a Hub dataset id) is read with
     :func:`polyclinic.data.corpus.load_corpus`; a hand-made folder with the documented layout
-    (``<lang>/<split>-*.parquet``, no ``stats.json``) is read directly.
+    (``<lang>/<split>-*.parquet`` and a ``COMPLETE`` marker, no ``stats.json``) is read directly. An incomplete
+    folder is refused (:func:`check_corpus_complete`).
     """
     path = Path(corpus)
     available = corpus_languages(corpus, split)
@@ -76,7 +144,10 @@ def load_split(corpus: str | Path, langs: Sequence[str] | None, split: str, text
         from datasets import load_dataset
 
         files = [str(f) for lang in langs for f in sorted((path / lang).glob(f"{split}-*.parquet"))]
-        log.info("%s has no stats.json/COMPLETE: reading %d parquet files directly", corpus, len(files))
+        bad = [f"{f}: {p}" for f in files if (p := _parquet_problem(Path(f)))]
+        if bad:
+            raise UserError(f"data.corpus: {corpus} has damaged parquet files: {'; '.join(bad[:5])}")
+        log.info("%s has no stats.json: reading %d parquet files directly", corpus, len(files))
         ds = load_dataset("parquet", data_files={split: files}, split=split)
     if text_column not in ds.column_names:
         raise UserError(f"data.text_column: {corpus} has no column {text_column!r} (columns: {ds.column_names})")

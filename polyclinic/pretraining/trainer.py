@@ -3,7 +3,9 @@
 ``train(cfg)`` does, in order: refuse fp16, build the Accelerator (the launch config decides devices and
 distribution), clean leftovers of an interrupted run, load the tokenizer, pack train/validation data, build
 the model (untied lm_head kept untied), optimizer and schedule, ``prepare`` them, resume from the newest
-complete checkpoint (``training.resume: auto``) and run. Outputs under ``run_dir``: ``config.yaml``,
+complete and intact checkpoint (``training.resume: auto``; damaged ones are skipped with a warning, a changed
+config is refused with a diff unless ``--allow-config-change``: see :mod:`polyclinic.pretraining.checkpoint`)
+and run. Outputs under ``run_dir``: ``config.yaml``,
 ``manifest.json``, ``checkpoints/step-N/``, ``logs/`` (TensorBoard + ``loss.jsonl``), ``final/``,
 ``metrics.json``, ``loss.png``.
 """
@@ -259,11 +261,73 @@ def train(cfg: PretrainConfig) -> dict[str, Any]:
             reset_accelerate_state()
 
 
+def _resolve_resume_on_main(accelerator, cfg: PretrainConfig) -> Path | None:
+    """The checkpoint to resume from, chosen (and verified: hashes are read) by the main process only and
+    broadcast, so a refusal reaches every rank as the same UserError instead of leaving the others waiting."""
+    from polyclinic.pretraining import checkpoint as ckpt
+
+    result: list[Any] = [None, None]
+    if accelerator.is_main_process:
+        try:
+            found = ckpt.resolve_resume(cfg.training.resume, cfg.run_dir, cfg.training.checkpoint_hashes)
+            result = [str(found) if found else None, None]
+        except UserError as exc:
+            result = [None, str(exc)]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        result = broadcast_object_list(result)
+    if result[1]:
+        raise UserError(result[1])
+    return Path(result[0]) if result[0] else None
+
+
+def _input_fingerprints(cfg: PretrainConfig) -> dict[str, str | None]:
+    """Content fingerprints of the local inputs (corpus, tokenizer, initial model); None for Hub ids."""
+    from polyclinic.manifest import fingerprint_path
+
+    paths = {"corpus": cfg.data.corpus, "tokenizer": cfg.tokenizer_path}
+    if cfg.model.name_or_path:
+        paths["model"] = cfg.model.name_or_path
+    return {k: fingerprint_path(v) if Path(v).exists() else None for k, v in paths.items()}
+
+
+def _check_resume_config(cfg: PretrainConfig, resume_path: Path, run_config: dict, fingerprints: dict) -> dict:
+    """Compare this launch's config and inputs with the checkpoint's; refuse a change unless it is allowed.
+
+    Checkpoints written before the config was stored in ``trainer_state.json`` are compared with the run's
+    ``config.yaml`` (the config of the launch that wrote them), without input fingerprints."""
+    import yaml
+
+    from polyclinic.io import read_json
+    from polyclinic.pretraining import checkpoint as ckpt
+
+    saved = read_json(resume_path / ckpt.STATE_FILE)
+    old = saved.get("config")
+    new = dict(run_config)
+    if isinstance(old, dict):
+        old = dict(old)
+        for k, v in (saved.get("inputs") or {}).items():
+            old[f"inputs.{k}"] = v
+            new[f"inputs.{k}"] = fingerprints.get(k)
+    else:
+        previous = Path(cfg.run_dir) / "config.yaml"
+        if not previous.is_file():
+            return {}
+        try:
+            old = ckpt.flatten(yaml.safe_load(previous.read_text(encoding="utf-8")) or {})
+        except (yaml.YAMLError, UnicodeDecodeError):
+            log.warning("%s is unreadable: the config of %s cannot be compared with this launch's", previous, resume_path)
+            return {}
+    return ckpt.check_resume_config(resume_path, old, new, cfg.training.allow_config_change)
+
+
 def _train(cfg: PretrainConfig, accelerator) -> dict[str, Any]:
     from accelerate.utils import broadcast_object_list, set_seed
     from tqdm.auto import tqdm
 
-    from polyclinic.config import config_hash, save_config
+    from polyclinic.config import config_hash, config_to_dict, save_config
+    from polyclinic.io import read_json
     from polyclinic.evaluation.span_corruption import span_corruption_loss
     from polyclinic.manifest import write_manifest, write_metrics
     from polyclinic.pretraining import checkpoint as ckpt
@@ -290,9 +354,21 @@ def _train(cfg: PretrainConfig, accelerator) -> dict[str, Any]:
     if main:
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
         ckpt.clean_leftovers(run_dir)
+    accelerator.wait_for_everyone()
+    resume_path = _resolve_resume_on_main(accelerator, cfg)
+    run_config = ckpt.flatten(config_to_dict(cfg))
+    input_fingerprints = _input_fingerprints(cfg)
+    changes: dict[str, Any] = {}
+    if resume_path is not None:
+        changes = _check_resume_config(cfg, resume_path, run_config, input_fingerprints)
+    if main:
+        if changes:
+            saved_step = int(read_json(resume_path / ckpt.STATE_FILE).get("step", 0))
+            ckpt.record_config_changes(run_dir, saved_step, resume_path, changes)
+            log.warning("resuming %s under a changed config (%s), recorded in %s:\n%s", resume_path, ckpt.ALLOW_FLAG,
+                        ckpt.CHANGES_FILE, ckpt.format_changes(changes))
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
-    resume_path = ckpt.resolve_resume(tc.resume, run_dir)
 
     # ---- data
     tokenizer = load_tokenizer(cfg.tokenizer_path)
@@ -363,7 +439,9 @@ def _train(cfg: PretrainConfig, accelerator) -> dict[str, Any]:
             inputs["model"] = cfg.model.name_or_path
         write_manifest(run_dir, "pretrain", cfg, inputs, packing={"train": train_split.stats,
                        "validation": val_split.stats if val_split is not None else None},
-                       resumed_from=str(resume_path) if resume_path else None)
+                       resumed_from=str(resume_path) if resume_path else None,
+                       **({"config_changes": read_json(run_dir / ckpt.CHANGES_FILE)}
+                          if (run_dir / ckpt.CHANGES_FILE).is_file() else {}))
     if accelerator.log_with:
         accelerator.init_trackers(cfg.logging.project, config=_flat_config(cfg))
 
@@ -390,6 +468,9 @@ def _train(cfg: PretrainConfig, accelerator) -> dict[str, Any]:
             "elapsed_s": loop.elapsed_before + (time.perf_counter() - t_start),
             "last_loss": loop.last_loss,
             "config_hash": config_hash(cfg),
+            # what the checkpoint was trained with: a resume under anything else is refused with a diff
+            "config": run_config,
+            "inputs": input_fingerprints,
         }
 
     last_eval: dict[str, Any] = {}
