@@ -23,21 +23,19 @@ marker) get the structural checks only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import zipfile
 from pathlib import Path
 from typing import Iterable, Literal
 
-from polyclinic.io import COMPLETE_MARKER, read_json, write_json
+from polyclinic.io import COMPLETE_MARKER, read_json, sha256_file, write_json
 from polyclinic.logging_utils import get_logger
 
 log = get_logger("checkpoints")
 
 MANIFEST_FILE = "checkpoint.json"
 HASH_LIMIT_BYTES = 2 * 2**30  # re-hash on resume when the whole checkpoint is at most this big ("auto")
-_CHUNK = 4 * 2**20
 _NOT_CONTENT = {MANIFEST_FILE, COMPLETE_MARKER}
 
 HashPolicy = Literal["auto", "always", "never"]
@@ -45,14 +43,6 @@ HashPolicy = Literal["auto", "always", "never"]
 
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in _NOT_CONTENT)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_checkpoint_manifest(folder: str | Path) -> Path:

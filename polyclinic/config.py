@@ -161,12 +161,16 @@ def config_to_dict(cfg: BaseModel) -> dict:
     return json.loads(cfg.model_dump_json())
 
 
+def config_to_yaml(cfg: BaseModel) -> str:
+    """The fully-resolved config as YAML (what ``--print-config`` shows and ``save_config`` writes)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
 def save_config(cfg: BaseModel, path: str | Path) -> Path:
     """Write the fully-resolved config as YAML (what actually ran, defaults included)."""
     from polyclinic.io import atomic_write_text
 
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, config_to_yaml(cfg))
 
 
 def config_hash(cfg: BaseModel) -> str:

@@ -8,6 +8,7 @@ exported models, releases) are built under ``<name>.tmp-<pid>`` and renamed when
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -45,6 +46,15 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def sha256_file(path: str | Path, chunk_size: int = 4 << 20) -> str:
+    """sha256 of a file's bytes, read in chunks (weights can be many GB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def is_complete(folder: str | Path) -> bool:

@@ -55,13 +55,11 @@ def main(argv: list[str], prog: str = "polyclinic classifier") -> int:
         return 2
     if args.cmd == "train":
         from polyclinic.classification.trainer import ClassifierConfig, train
-        from polyclinic.config import config_to_dict, load_config
+        from polyclinic.config import config_to_yaml, load_config
 
         cfg = load_config(ClassifierConfig, args.recipe, args.overrides)
         if args.print_config:
-            import yaml
-
-            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
+            print(config_to_yaml(cfg))
             return 0
         m = train(cfg, force=args.force)
         print(json.dumps({k: m[k] for k in ("train_examples", "verified_examples", "dropped", "global_step",

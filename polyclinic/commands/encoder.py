@@ -89,11 +89,9 @@ def main(argv: list[str], prog: str = "polyclinic encoder") -> int:
         cfg = load_encoder_config(args.recipe, args.overrides)
         phases = [normalize_phase(p) for p in args.phase] or None
         if args.print_config:
-            import yaml
+            from polyclinic.config import config_to_yaml
 
-            from polyclinic.config import config_to_dict
-
-            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
+            print(config_to_yaml(cfg))
             return 0
         from polyclinic.encoders.trainer import run_encoder_recipe
 

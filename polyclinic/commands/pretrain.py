@@ -39,11 +39,9 @@ def main(argv: list[str], prog: str = "polyclinic pretrain") -> int:
         overrides.append("training.allow_config_change=true")
     cfg = load_pretrain_config(recipe, overrides)
     if args.print_config:
-        import yaml
+        from polyclinic.config import config_to_yaml
 
-        from polyclinic.config import config_to_dict
-
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
+        print(config_to_yaml(cfg))
         return 0
     from polyclinic.pretraining.trainer import train
 

@@ -61,15 +61,13 @@ def main(argv: list[str], prog: str = "polyclinic teacher") -> int:
         parser.print_help()
         return 2
     if args.cmd == "label":
-        from polyclinic.config import config_to_dict, load_config
+        from polyclinic.config import config_to_yaml, load_config
         from polyclinic.teacher.config import TeacherConfig
         from polyclinic.teacher.labeler import label
 
         cfg = load_config(TeacherConfig, args.recipe, args.overrides)
         if args.print_config:
-            import yaml
-
-            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
+            print(config_to_yaml(cfg))
             return 0
         s = label(cfg, force=args.force)
         print(json.dumps({k: s[k] for k in ("documents", "accepted", "rejected", "this_run", "mean_confidence")}, indent=2))

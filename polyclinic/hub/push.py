@@ -34,7 +34,7 @@ from polyclinic.errors import UserError
 from polyclinic.hub import gates as gates_mod
 from polyclinic.hub.gates import GateRefused, GateResult, mask_secrets
 from polyclinic.hub.release import MODEL_KINDS, ArtefactSpec, ReleaseConfig
-from polyclinic.io import atomic_write_text
+from polyclinic.io import atomic_write_text, sha256_file
 from polyclinic.logging_utils import get_logger
 
 log = get_logger("hub.push")
@@ -224,9 +224,7 @@ def git_blob_sha1(src: Path | bytes) -> str:
 
 
 def sha256(src: Path | bytes) -> str:
-    h = hashlib.sha256()
-    _feed(h, src)
-    return h.hexdigest()
+    return hashlib.sha256(src).hexdigest() if isinstance(src, (bytes, bytearray)) else sha256_file(src)
 
 
 def _feed(h, src: Path | bytes) -> None:

@@ -1,24 +1,11 @@
 """F1 as an ``evaluate`` module (shipped with polyclinic; wraps ``sklearn.metrics.f1_score``)."""
 
-import datasets
-import evaluate
 from sklearn.metrics import f1_score
 
-_DESCRIPTION = "F1: see sklearn.metrics.f1_score. Loaded from a local path, so no network is needed."
-_CITATION = """@article{scikit-learn, title={Scikit-learn: Machine Learning in Python}, author={Pedregosa, F. and others},
-journal={Journal of Machine Learning Research}, volume={12}, pages={2825--2830}, year={2011}}"""
-_KWARGS = "predictions, references, labels=None, pos_label=1, average='binary', sample_weight=None, zero_division=0"
+from polyclinic.metrics import _sklearn
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS)
-class F1(evaluate.Metric):
-    def _info(self):
-        seq = self.config_name == "multilabel"
-        value = datasets.Sequence(datasets.Value("int32")) if seq else datasets.Value("int32")
-        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS,
-                                   features=datasets.Features({"predictions": value, "references": value}),
-                                   reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"])
-
-    def _compute(self, predictions, references, labels=None, pos_label=1, average="binary", sample_weight=None, zero_division=0):
-        score = f1_score(references, predictions, labels=labels, pos_label=pos_label, average=average, sample_weight=sample_weight, zero_division=zero_division)
-        return {"f1": float(score) if getattr(score, "size", 1) == 1 else score.tolist()}
+class F1(_sklearn.SklearnMetric):
+    scorer = staticmethod(f1_score)
+    key = "f1"
+    defaults = {"labels": None, "pos_label": 1, "average": "binary", "sample_weight": None, "zero_division": 0}
