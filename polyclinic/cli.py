@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"polyclinic {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `polyclinic … --print-config | head`: the reader closed the pipe. Point stdout at /dev/null so
+        # the interpreter's final flush does not raise again, and exit like other Unix tools.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
