@@ -43,6 +43,32 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+# errno values that mean "the machine or the user's folders", not a bug: a one-line message, exit 2.
+_USER_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG", "ENOTDIR", "EISDIR", "ENAMETOOLONG",
+                "EEXIST", "ENOTEMPTY", "EMFILE", "ENFILE"}
+
+
+def _environment_error(exc: OSError) -> str | None:
+    """A one-line message for an OSError the user can fix (read-only or full folder, a path that is a
+    file, a Hub endpoint that does not answer), or None for anything else (a bug: keep the traceback)."""
+    import errno
+
+    code = errno.errorcode.get(exc.errno or -1, "")
+    if code in _USER_ERRNOS:
+        where = exc.filename if exc.filename is not None else "?"
+        hint = {"ENOSPC": " (disk full: free space or choose another output folder)",
+                "EDQUOT": " (disk quota exceeded)", "EROFS": " (read-only file system: choose another output folder)",
+                "EACCES": " (no permission: choose a folder you can write)", "EPERM": " (not permitted)"}.get(code, "")
+        return f"cannot write or read {where}: {exc.strerror or code}{hint}"
+    # requests / httpx / urllib3 connection errors are OSError subclasses in the libraries huggingface_hub uses
+    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.split(".")[0] in ("requests", "urllib3")}
+    if names & {"ConnectionError", "ConnectError", "ConnectTimeout", "ReadTimeout", "NewConnectionError",
+                "MaxRetryError", "ProxyError", "SSLError"}:
+        text = " ".join(str(exc).split())
+        return f"network error talking to the Hub ({type(exc).__name__}): {text[:300]}; check endpoint= / HF_ENDPOINT"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from polyclinic.errors import UserError
     from polyclinic.logging_utils import setup_logging
@@ -75,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        message = _environment_error(exc)
+        if message is None:
+            raise
+        print(f"polyclinic {name}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

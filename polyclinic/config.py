@@ -47,28 +47,54 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """Read a YAML mapping, resolving ``_base_`` inheritance (cycles are reported)."""
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = (), _referrer: Path | None = None) -> dict:
+    """Read a YAML mapping, resolving ``_base_`` inheritance (cycles are reported).
+
+    Every problem is a :class:`ConfigError` naming the file: missing (and, for a base, the file whose
+    ``_base_`` names it), unreadable, not UTF-8, not YAML, not a mapping, or a ``_base_`` that is not a
+    file name or a list of file names.
+    """
     path = Path(path)
     if not path.is_file():
+        if _referrer is not None:
+            raise ConfigError(f"{_referrer}: _base_ file not found: {path}")
         raise ConfigError(f"config file not found: {path}")
     resolved = path.resolve()
     if resolved in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, resolved))
         raise ConfigError(f"_base_ cycle: {chain}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"{path}: keys must be strings, got {bad_keys[0]!r} ({type(bad_keys[0]).__name__})")
     base = data.pop("_base_", None)
     if base is None:
         return data
-    bases = [base] if isinstance(base, str) else list(base)
+    bases = [base] if isinstance(base, str) else base
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b.strip() for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names (relative to {path.parent}), "
+                          f"got {base!r}")
     merged: dict = {}
     for b in bases:
-        merged = deep_merge(merged, read_yaml(path.parent / b, (*_seen, resolved)))
+        merged = deep_merge(merged, read_yaml(path.parent / b, (*_seen, resolved), _referrer=path))
     return deep_merge(merged, data)
 
 

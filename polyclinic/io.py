@@ -19,11 +19,23 @@ from typing import Any, Iterator
 COMPLETE_MARKER = "COMPLETE"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``.
+
+    The file gets normal permissions (0644 under the usual umask): ``mkstemp`` creates 0600 files, and a
+    released ``config.yaml`` or ``stats.json`` that only its owner can read surprises every other user.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -65,27 +77,71 @@ def is_complete(folder: str | Path) -> bool:
 def atomic_directory(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary folder; on success it is marked complete and renamed to ``final``.
 
-    On an exception (or a kill) the temporary folder is left as ``<final>.tmp-<pid>`` and never
-    mistaken for ``final``; :func:`clean_stale_tmp` removes such leftovers.
+    On an exception the temporary folder ``<final>.tmp-<pid>`` is removed (a full disk or a failed step
+    must not leave gigabytes behind); after a kill it stays, is never mistaken for ``final``, and the
+    next ``atomic_directory`` for the same ``final`` removes it once its process is gone
+    (:func:`clean_stale_tmp` removes every leftover of a folder).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _clean_dead_siblings(final)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    yield tmp
-    (tmp / COMPLETE_MARKER).write_text("ok\n")
+    try:
+        yield tmp
+        (tmp / COMPLETE_MARKER).write_text("ok\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         if not overwrite:
             shutil.rmtree(tmp)
             raise FileExistsError(f"{final} already exists")
         trash = final.with_name(f"{final.name}.old-{os.getpid()}")
-        os.replace(final, trash)
-        os.replace(tmp, final)
+        try:
+            os.replace(final, trash)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(trash, final)  # put the previous version back
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     else:
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_dead_siblings(final: Path) -> None:
+    """Remove ``<final>.tmp-<pid>`` / ``<final>.old-<pid>`` left by killed processes (dead pids only)."""
+    if not final.parent.is_dir():
+        return
+    for kind in (".tmp-", ".old-"):
+        for child in final.parent.glob(f"{final.name}{kind}*"):
+            suffix = child.name[len(final.name) + len(kind):]
+            if suffix.isdigit() and int(suffix) != os.getpid() and not _pid_alive(int(suffix)):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
 
 
 def clean_stale_tmp(parent: str | Path) -> list[Path]:

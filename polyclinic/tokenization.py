@@ -9,8 +9,6 @@ every tokenizer is checked id by id (never by string lookups: transformers 5's
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -83,11 +81,19 @@ def train_tokenizer(
     ``byte_fallback`` stays off by default: transformers' conversion to the fast backend drops byte pieces,
     so full ``character_coverage`` of the training text is what keeps accents and symbols lossless.
     """
+    import io
+
     import sentencepiece as spm
 
     from polyclinic.io import atomic_directory
 
     output_dir = Path(output_dir)
+    # Refuse before any training: span corruption needs sentinels, and a 0-sentinel tokenizer would be
+    # written (and marked COMPLETE) before anything noticed.
+    if isinstance(num_sentinels, bool) or not isinstance(num_sentinels, int) or not 1 <= num_sentinels <= 1000:
+        raise UserError(f"num_sentinels must be between 1 and 1000 (T5 uses 100), got {num_sentinels!r}")
+    if not isinstance(vocab_size, int) or vocab_size < 10:
+        raise UserError(f"vocab_size must be an integer >= 10, got {vocab_size!r}")
 
     def _lines() -> Iterator[str]:
         for t in seed_text:
@@ -97,30 +103,31 @@ def train_tokenizer(
             if t:
                 yield t
 
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = os.path.join(tmp, "spiece")
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=_lines(),
-                model_prefix=prefix,
-                vocab_size=vocab_size,
-                model_type="unigram",
-                pad_id=0,
-                eos_id=1,
-                unk_id=2,
-                bos_id=-1,
-                character_coverage=character_coverage,
-                byte_fallback=byte_fallback,
-                input_sentence_size=input_sentence_size,
-                shuffle_input_sentence=True,
-                num_threads=os.cpu_count() or 1,
-                minloglevel=2,
-            )
-        except RuntimeError as exc:
-            raise UserError(f"SentencePiece training failed: {exc}") from None
-        with atomic_directory(output_dir) as out:
-            shutil.copy(prefix + ".model", out / "spiece.model")
-            tok = load_tokenizer(out, num_sentinels=num_sentinels, check=True)
-            tok.save_pretrained(str(out))
+    # model_writer instead of model_prefix: the trainer spec stored inside spiece.model records
+    # model_prefix, and a temp path of the build machine must not be published with the tokenizer.
+    writer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_lines(),
+            model_writer=writer,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            pad_id=0,
+            eos_id=1,
+            unk_id=2,
+            bos_id=-1,
+            character_coverage=character_coverage,
+            byte_fallback=byte_fallback,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        raise UserError(f"SentencePiece training failed: {exc}") from None
+    with atomic_directory(output_dir) as out:
+        (out / "spiece.model").write_bytes(writer.getvalue())
+        tok = load_tokenizer(out, num_sentinels=num_sentinels, check=True)
+        tok.save_pretrained(str(out))
     log.info("trained tokenizer: %d pieces + %d sentinels -> %s", vocab_size, num_sentinels, output_dir)
     return load_tokenizer(output_dir, num_sentinels=num_sentinels)

@@ -70,7 +70,7 @@ def _read_rows(path: Path) -> list[dict]:
     raise UserError(f"{path}: expected .jsonl, .parquet, .csv or .tsv")
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True)
@@ -94,7 +94,11 @@ def main(argv: list[str], prog: str) -> int:
     r.add_argument("--split-column", default=None, help="column naming each row's split (default: all in --split)")
     r.add_argument("--split", default="train")
     r.add_argument("--output", type=Path, required=True)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
 
     from polyclinic.hub import benchmark_datasets as bd
 

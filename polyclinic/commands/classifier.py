@@ -49,7 +49,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str], prog: str = "polyclinic classifier") -> int:
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    from polyclinic.commands._args import parse_with_overrides
+
+    args = parse_with_overrides(parser, argv)
     if args.cmd is None:
         parser.print_help()
         return 2

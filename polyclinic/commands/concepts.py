@@ -236,10 +236,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     re_.add_argument("--n-pairs", type=int, default=1000)
     re_.add_argument("--seed", type=int, default=0)
     re_.add_argument("--method", default="lin")
-    re_.set_defaults(fn=_cmd_relatedness, overrides=[])
+    re_.set_defaults(fn=_cmd_relatedness)
     return p
 
 
 def main(argv: list[str], prog: str = "polyclinic concepts") -> int:
-    args = build_parser(prog).parse_args(argv)
+    from polyclinic.commands._args import parse_with_overrides
+
+    args = parse_with_overrides(build_parser(prog), argv)
     return int(args.fn(args) or 0)

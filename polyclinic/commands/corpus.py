@@ -86,7 +86,9 @@ def _print_stats(folder: Path, as_json: bool) -> None:
 
 def main(argv: list[str], prog: str = "polyclinic corpus") -> int:
     parser = _parser(prog)
-    args = parser.parse_args(argv)
+    from polyclinic.commands._args import parse_with_overrides
+
+    args = parse_with_overrides(parser, argv)  # k=v also after flags: `build CFG --no-progress k=v`
     if args.action is None:
         parser.print_help()
         return 2

@@ -76,7 +76,9 @@ def _print(metrics: dict) -> None:
 
 def main(argv: list[str], prog: str = "polyclinic encoder") -> int:
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    from polyclinic.commands._args import parse_with_overrides
+
+    args = parse_with_overrides(parser, argv)  # k=v also after flags: `train R --force k=v`
     if args.cmd is None:
         parser.print_help()
         return 2

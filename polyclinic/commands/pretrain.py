@@ -28,8 +28,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str], prog: str = "polyclinic pretrain") -> int:
-    # intermixed: `RECIPE --allow-config-change k=v` puts the override after a flag
-    args = build_parser(prog).parse_intermixed_args(argv)
+    from polyclinic.commands._args import parse_with_overrides
+
+    # `RECIPE --allow-config-change k=v` puts the override after a flag
+    args = parse_with_overrides(build_parser(prog), argv)
     from polyclinic.pretraining.config import load_pretrain_config
 
     recipe, overrides = args.recipe, list(args.overrides)

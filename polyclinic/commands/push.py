@@ -35,7 +35,7 @@ examples:
 """
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("release", type=Path, help="release YAML")
@@ -48,12 +48,20 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--allow-local-paths", action="store_true", help="override the gate on absolute paths of this machine")
     p.add_argument("--allow-incomplete-card", action="store_true", help="override the card gate")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str], prog: str) -> int:
+    from polyclinic.commands._args import check_endpoint, parse_with_overrides
+
+    args = parse_with_overrides(build_parser(prog), argv)  # `release.yaml --only REPO version=v0.2.0`
 
     from polyclinic.hub.push import format_push_report, push_release
     from polyclinic.hub.release import load_release_config
 
     cfg = load_release_config(args.release, args.overrides)
+    if not args.dry_run:  # a dry run works offline (the remote diff is then marked unchecked)
+        check_endpoint(cfg.endpoint)
     allow = [g for g, flag in (("weights", args.allow_pickle), ("phi", args.allow_phi), ("secrets", args.allow_secrets),
                                ("paths", args.allow_local_paths),
                                ("card", args.allow_incomplete_card)) if flag]

@@ -56,7 +56,9 @@ def _show(metrics: dict) -> None:
 
 def main(argv: list[str], prog: str = "polyclinic teacher") -> int:
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    from polyclinic.commands._args import parse_with_overrides
+
+    args = parse_with_overrides(parser, argv)
     if args.cmd is None:
         parser.print_help()
         return 2

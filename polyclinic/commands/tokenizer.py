@@ -187,6 +187,11 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"--max-docs must be >= 1, got {args.max_docs}")
     if args.vocab_size < 10:
         raise UserError(f"--vocab-size must be >= 10, got {args.vocab_size}")
+    _check_sentinel_count(args.num_sentinels)
+    if not 0 < args.character_coverage <= 1:
+        raise UserError(f"--character-coverage must be in (0, 1], got {args.character_coverage}")
+    if args.input_sentence_size < 1:
+        raise UserError(f"--input-sentence-size must be >= 1, got {args.input_sentence_size}")
     langs = [x.strip() for x in args.langs.split(",") if x.strip()] if args.langs else None
     if langs and args.corpus is None:
         raise UserError("--langs selects languages of --corpus; no --corpus given")
@@ -223,8 +228,15 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sentinel_count(n: int) -> None:
+    if not 1 <= n <= 1000:
+        raise UserError(f"--num-sentinels must be between 1 and 1000 (span corruption needs sentinels; T5 uses 100), got {n}")
+
+
 def run_check(args: argparse.Namespace) -> int:
     from polyclinic.tokenization import load_tokenizer
+
+    _check_sentinel_count(args.num_sentinels)
 
     tok = load_tokenizer(args.name_or_path, num_sentinels=args.num_sentinels, check=True)
     print(f"{args.name_or_path}: T5 layout OK")

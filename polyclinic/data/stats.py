@@ -10,6 +10,8 @@ the log line shows only the masked detail."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -20,6 +22,19 @@ log = get_logger("data.stats")
 
 EXCERPT_CHARS = 160
 _MASK_WINDOW = 20_000  # masked before cutting; placeholders cannot pull text from beyond this into the excerpt
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/:'\"]+/)+(?=[^\s/:'\"])")
+
+
+def _no_abs_paths(text: str) -> str:
+    """``/home/me/data/notes.jsonl:12`` -> ``data/notes.jsonl:12`` under the working folder, else
+    ``notes.jsonl:12``: stats.json is published, and absolute paths of the build machine must not be."""
+    if not text or "/" not in text:
+        return text
+    cwd = os.getcwd().rstrip("/") + "/"
+    text = text.replace(cwd, "")
+    return _ABS_PATH.sub("", text)
 
 
 def _masked(text: str, limit: int) -> str:
@@ -94,8 +109,8 @@ class CorpusStats:
         self._source(source)["rejected"][reason] += 1
         if self._examples_per_reason[reason] < self.max_examples:
             self._examples_per_reason[reason] += 1
-            ex = {"reason": reason, "source": source, "where": where, "lang": str(lang or "")}
-            detail = _masked(detail, 200)
+            ex = {"reason": reason, "source": _no_abs_paths(source), "where": _no_abs_paths(where), "lang": str(lang or "")}
+            detail = _no_abs_paths(_masked(detail, 200))
             if detail:
                 ex["detail"] = detail
             if text:
