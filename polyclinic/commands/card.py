@@ -31,12 +31,12 @@ examples:
 """
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", nargs="?", type=Path, help="run folder (with final/, eval/) or dataset folder")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="release config overrides (with --release)")
-    p.add_argument("--kind", choices=["mt5", "encoder", "corpus", "benchmark", "pairs"], help="artefact kind")
+    p.add_argument("--kind", choices=["mt5", "encoder", "classifier", "corpus", "benchmark", "pairs"], help="artefact kind")
     p.add_argument("--release", type=Path, help="take the artefact (kind, path, languages, licence...) from a release YAML")
     p.add_argument("--repo-id", default=None, help="Hub repo id shown in the card and its usage snippet")
     p.add_argument("--language", action="append", default=[], help="ISO 639-1 code (repeat); default: from the run")
@@ -49,7 +49,13 @@ def main(argv: list[str], prog: str) -> int:
     p.add_argument("--output", type=Path, default=None, help="where to write (default release/<name>/README.md)")
     p.add_argument("--no-verification-slice", action="store_true", help="do not load the model to compute the slice")
     p.add_argument("--allow-incomplete-card", action="store_true", help="exit 0 even when validation finds problems")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str], prog: str) -> int:
+    from polyclinic.commands._args import parse_with_overrides
+
+    args = parse_with_overrides(build_parser(prog), argv)
 
     from polyclinic.errors import UserError
     from polyclinic.hub import cards

@@ -22,19 +22,25 @@ examples:
 """
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repo_id", nargs="?", help="repo to verify (or use --release)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="release config overrides (with --release)")
     p.add_argument("--release", type=Path, help="verify every artefact of this release YAML at its version tag")
-    p.add_argument("--kind", choices=["auto", "mt5", "encoder", "dataset"], default="auto",
+    p.add_argument("--kind", choices=["auto", "mt5", "encoder", "classifier", "dataset"], default="auto",
                    help="what the repo holds (auto: read the model card's library_name, else dataset)")
     p.add_argument("--revision", default=None, help="branch, tag or commit (default main; the version tag with --release)")
     p.add_argument("--endpoint", default=None, help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="absolute tolerance for the slice vs the card")
     p.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str], prog: str) -> int:
+    from polyclinic.commands._args import check_endpoint, parse_with_overrides
+
+    args = parse_with_overrides(build_parser(prog), argv)
 
     from polyclinic.errors import UserError
     from polyclinic.hub.verify import format_report, verify_release, verify_repo
@@ -45,6 +51,7 @@ def main(argv: list[str], prog: str) -> int:
         overrides = ([args.repo_id] if args.repo_id and "=" in args.repo_id else []) + list(args.overrides)
         extra = [f"endpoint={args.endpoint}"] if args.endpoint else []
         cfg = load_release_config(args.release, [*overrides, *extra])
+        check_endpoint(cfg.endpoint)
         report = verify_release(cfg, revision=args.revision)
     elif args.repo_id:
         if args.overrides:
@@ -52,6 +59,7 @@ def main(argv: list[str], prog: str) -> int:
         import os
 
         endpoint = args.endpoint or os.environ.get("HF_ENDPOINT")
+        check_endpoint(endpoint)
         r = verify_repo(args.repo_id, args.kind, endpoint=endpoint, revision=args.revision, tolerance=args.tolerance)
         report = {"endpoint": endpoint, "ok": r["ok"], "repos": [r]}
     else:

@@ -28,11 +28,13 @@ log = get_logger("hub.cards")
 TEMPLATES = {
     "mt5": "model_cards/mt5_span_corruption.md.j2",
     "encoder": "model_cards/sentence_encoder.md.j2",
+    "classifier": "model_cards/text_classifier.md.j2",
     "benchmark": "dataset_cards/benchmark.md.j2",
     "pairs": "dataset_cards/pairs.md.j2",
     "corpus": "dataset_cards/corpus.md.j2",
 }
-PIPELINE = {"mt5": ("text2text-generation", "transformers"), "encoder": ("sentence-similarity", "sentence-transformers")}
+PIPELINE = {"mt5": ("text2text-generation", "transformers"), "encoder": ("sentence-similarity", "sentence-transformers"),
+            "classifier": ("text-classification", "transformers")}
 VERIFICATION_DATASET = "polyclinic/verification-slice"
 
 REQUIRED_MODEL_METADATA = ("license", "language", "library_name", "pipeline_tag", "tags", "model-index")
@@ -520,6 +522,14 @@ def render_model_card(run_dir: str | Path, spec, *, version: str | None = None, 
                       template: str | None = None) -> str:
     from polyclinic.cards import render_template
 
+    if spec.kind == "classifier":  # the classifier family renders from its own run records
+        from polyclinic.classification.release import render_classifier_card
+
+        return render_classifier_card(run_dir, repo_id=spec.repo_id, license=spec.license,
+                                      languages=list(spec.languages or []) or None, tags=list(spec.tags or []),
+                                      base_model=spec.base_model, datasets=list(spec.datasets or []) or None,
+                                      description=spec.description, version=version, verification=verification,
+                                      template=template or spec.card_template or TEMPLATES["classifier"])
     ctx = model_card_context(run_dir, spec, version=version, verification=verification)
     return render_template(template or spec.card_template or TEMPLATES[spec.kind], **ctx)
 

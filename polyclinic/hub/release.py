@@ -29,8 +29,8 @@ from pydantic import Field, field_validator, model_validator
 
 from polyclinic.config import StrictModel, build_config, load_config
 
-ArtefactKind = Literal["mt5", "encoder", "corpus", "benchmark", "pairs"]
-MODEL_KINDS = ("mt5", "encoder")
+ArtefactKind = Literal["mt5", "encoder", "classifier", "corpus", "benchmark", "pairs"]
+MODEL_KINDS = ("mt5", "encoder", "classifier")
 DATASET_KINDS = ("corpus", "benchmark", "pairs")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

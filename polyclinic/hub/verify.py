@@ -5,6 +5,8 @@
   compared with the number in the card's ``model-index``.
 * encoders (``kind=encoder``): ``SentenceTransformer(repo)``, ``encode`` + ``similarity``, then the slice
   (mean cosine similarity of fixed synonym pairs) compared with the card.
+* classifiers (``kind=classifier``): ``pipeline("text-classification", model=repo)`` on the texts saved at
+  training (labels and scores must match), then the slice (mean top-class probability) compared with the card.
 * datasets (``corpus``/``benchmark``/``pairs``): ``load_dataset(repo, config, split=...)`` for every config and
   split of the card's ``dataset_info``; row counts must match the card.
 
@@ -111,6 +113,10 @@ def local_verification(kind: str, model_dir: str | Path) -> dict:
         from sentence_transformers import SentenceTransformer
 
         result = encoder_slice(SentenceTransformer(str(model_dir), device="cpu"))
+    elif kind == "classifier":
+        from polyclinic.classification.release import classifier_slice
+
+        result = {k: v for k, v in classifier_slice(model_dir).items() if k != "check"}
     else:
         raise UserError(f"no verification slice for kind {kind!r}")
     result["value"] = float(f"{result['value']:.6g}")
@@ -198,9 +204,17 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
     elif kind == "classifier":
         from polyclinic.classification.release import verify_classifier
 
+        expected = _card_expectation(_download_card(repo_id, "model", revision))
         res = verify_classifier(repo_id, tolerance, revision)
-        check("pipeline text-classification + slice", res["ok"], f"{res['labels_matching']}/{res['num_texts']} labels, "
-              f"max |score diff| {res['max_score_diff']:.2e} <= {tolerance}; labels {res['labels']}")
+        check("pipeline text-classification", res["ok"], f"{res['labels_matching']}/{res['num_texts']} labels as saved "
+              f"at training, max |score diff| {res['max_score_diff']:.2e} <= {tolerance}; labels {res['labels']}")
+        if expected is None:
+            check("slice vs card", False, "the card has no verification-slice result in model-index")
+        else:
+            diff = abs(res["mean_top_score"] - expected["value"])
+            check("slice vs card", diff <= tolerance and expected["metric"] == "mean_top_score",
+                  f"mean_top_score: downloaded {res['mean_top_score']:.6f} vs card {expected['value']:.6f} "
+                  f"(|diff| {diff:.2e} <= {tolerance})", measured=res["mean_top_score"], card=expected["value"])
     elif kind in ("dataset", "corpus", "benchmark", "pairs"):
         from datasets import load_dataset
         from huggingface_hub import DatasetCard
