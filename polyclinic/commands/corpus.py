@@ -84,6 +84,9 @@ def _print_stats(folder: Path, as_json: bool) -> None:
     print(f"\ntokens: {data['counts']['tokens']}")
 
 
+build_parser = _parser
+
+
 def main(argv: list[str], prog: str = "polyclinic corpus") -> int:
     parser = _parser(prog)
     from polyclinic.commands._args import parse_with_overrides

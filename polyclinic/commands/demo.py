@@ -8,7 +8,9 @@ change is skipped, so an interrupted demo resumes where it stopped):
   3. pretrain    tiny mT5, span corruption, a few hundred steps (loss must go down)
   4. eval        held-out span-corruption loss; export check with AutoModelForSeq2SeqLM
   5. encoder     BioLORD-style phases on packaged concepts from all-MiniLM-L6-v2, before/after eval
-  6. release     local Hub-compatible server -> gated push -> verify from a fresh process
+  6. classifier  OFFLINE zero-shot teacher labels packaged CIE-10/ICD-10-CM texts, a verified subset, a MiniLM
+                 student; teacher vs student on the verified subset (quality, size, memory, latency)
+  7. release     local Hub-compatible server -> gated push -> verify from a fresh process
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ STAGES = {
     "pretrain": "tiny mT5, span corruption, a few hundred steps (loss must go down)",
     "eval": "held-out span-corruption loss; export check with AutoModelForSeq2SeqLM",
     "encoder": "BioLORD-style phases on packaged concepts from all-MiniLM-L6-v2, before/after eval",
+    "classifier": "offline zero-shot teacher -> verified subset -> MiniLM student; teacher vs student",
     "release": "local Hub-compatible server -> gated push -> verify from a fresh process",
 }
 
@@ -126,6 +129,32 @@ def stage_encoder(out: Path, force: bool, overrides: list[str]) -> dict:
     return run_encoder_recipe(cfg, force=force)
 
 
+def stage_classifier(out: Path, force: bool, overrides: list[str]) -> dict:
+    """ADMEDTAGGER-style distillation on packaged data. The teacher is the OFFLINE zero-shot teacher (no LLM
+    weights ship on PyPI) and the verified labels are the ICD-10 categories of the codes, prefilled: in a real
+    project a person annotates the exported file instead."""
+    from polyclinic.classification.report import compare
+    from polyclinic.classification.trainer import ClassifierConfig, train
+    from polyclinic.config import load_config
+    from polyclinic.teacher.config import TeacherConfig
+    from polyclinic.teacher.labeler import label
+    from polyclinic.teacher.verified import export_sample, import_verified
+
+    teacher_dir, run = (out / "classifier" / "teacher").resolve(), (out / "classifier" / "student").resolve()
+    if is_complete(run / "final") and (run / "comparison.json").is_file() and not force:
+        log.info("classifier already trained and compared at %s (use --force to redo)", run)
+        return read_json(run / "comparison.json")
+    tcfg = load_config(TeacherConfig, RECIPES / "classifier" / "teacher-demo.yaml", [f"output_dir={teacher_dir}"])
+    label(tcfg, force=force)
+    sample = teacher_dir / "verify-sample.csv"
+    export_sample(teacher_dir, sample, prefill_gold=True)  # the demo's "annotation": gold = category of the code
+    import_verified(teacher_dir, sample)
+    ccfg = load_config(ClassifierConfig, RECIPES / "classifier" / "demo.yaml",
+                       [f"teacher_dir={teacher_dir}", f"output_dir={run}", *overrides])
+    train(ccfg, force=force)
+    return compare(run)
+
+
 def stage_release(out: Path) -> dict:
     from polyclinic.hub.release import load_release_config
     from polyclinic.hub.push import push_release
@@ -172,6 +201,12 @@ def headline(summary: dict, out: Path) -> str:
         if key.endswith(("recall@10", "mrr@10")):
             v = enc[key]
             lines.append(f"encoder    {key:<34} {_fmt(v.get('before'))} -> {_fmt(v.get('after'))}  ({v.get('gain', 0):+.3f})")
+    clf = summary.get("classifier", {}).get("result", {})
+    if clf:
+        t, st = clf.get("teacher", {}), clf.get("student", {})
+        lines.append(f"classifier verified subset ({st.get('num_examples')} docs): macro-F1 teacher (OFFLINE zero-shot) "
+                     f"{_fmt(t.get('macro_f1'))} vs student {_fmt(st.get('macro_f1'))}; latency ms/doc "
+                     f"{_fmt(t.get('latency_ms_per_document'), '.1f')} vs {_fmt(st.get('latency_ms_per_document'), '.1f')}")
     rel = summary.get("release", {}).get("result", {})
     if rel:
         repos = rel.get("verify", {}).get("repos", [])
@@ -182,13 +217,14 @@ def headline(summary: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: polyclinic demo --output runs/demo            (what `make demo` runs)\n"
-        "         polyclinic demo --stages corpus tokenizer pretrain --pretrain-override max_steps=50",
+        epilog="examples:\n  polyclinic demo --output runs/demo            # what `make demo` runs\n"
+        "  polyclinic demo --stages corpus tokenizer pretrain --pretrain-override max_steps=50\n"
+        "  polyclinic demo --stages classifier --classifier-override epochs=3",
     )
     parser.add_argument("--output", type=Path, default=Path("runs/demo"), help="folder for every demo artefact")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
@@ -196,7 +232,12 @@ def main(argv: list[str], prog: str) -> int:
     parser.add_argument("--vocab-size", type=int, default=4000, help="SentencePiece pieces for the demo tokenizer")
     parser.add_argument("--pretrain-override", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--encoder-override", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
+    parser.add_argument("--classifier-override", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
 
     out: Path = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +250,7 @@ def main(argv: list[str], prog: str) -> int:
         "pretrain": lambda: stage_pretrain(out, args.force, args.pretrain_override),
         "eval": lambda: stage_eval(out),
         "encoder": lambda: stage_encoder(out, args.force, args.encoder_override),
+        "classifier": lambda: stage_classifier(out, args.force, args.classifier_override),
         "release": lambda: stage_release(out),
     }
     for name in STAGES:

@@ -29,7 +29,7 @@ examples:
 """
 
 
-def main(argv: list[str], prog: str) -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
     p = sub.add_parser("serve", help="run the local Hub-compatible server", epilog=SERVE_EPILOG,
@@ -41,7 +41,11 @@ def main(argv: list[str], prog: str) -> int:
                    help="allow binding a non-loopback address (the server has NO authentication)")
     p.add_argument("--max-json-mb", type=float, default=100.0, help="cap for JSON/NDJSON request bodies (MB, 413 above)")
     p.add_argument("--max-lfs-gb", type=float, default=5.0, help="cap for one LFS object upload (GiB, 413 above)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str], prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
 
     from polyclinic.hub.server import serve
 

@@ -10,9 +10,17 @@ import argparse
 import json
 
 
+EPILOG = """\
+examples:
+  polyclinic pretrain recipes/pretrain/demo.yaml data.corpus=data/demo tokenizer=runs/tok
+  polyclinic pretrain recipes/pretrain/demo.yaml training.max_steps=50 run_dir=runs/mt5-short --print-config
+  polyclinic pretrain recipes/pretrain/demo.yaml --allow-config-change optimizer.lr=0.005
+"""
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog,
+        prog=prog, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Span-corruption (continued) pretraining of mT5. Multi-GPU / DeepSpeed / FSDP: "
         "accelerate launch --config_file accelerate_configs/<x>.yaml training/pretrain_span_corruption.py RECIPE.yaml",
     )
