@@ -27,16 +27,70 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
         return None
 
 
+FULL_HASH_BYTES = 16 << 20  # files up to this size are hashed whole; larger ones by size, mtime, head and tail
+_EDGE_BYTES = 1 << 20
+_file_cache: dict[tuple, str] = {}
+
+
+def _file_digest(f: Path) -> str:
+    st = f.stat()
+    key = (str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: utime cannot forge it
+    if key not in _file_cache:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            if st.st_size <= FULL_HASH_BYTES:
+                while chunk := fh.read(4 << 20):
+                    h.update(chunk)
+            else:  # a rewrite keeps neither size+mtime nor both ends: cheap for GB shards and weights
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                h.update(fh.read(_EDGE_BYTES))
+                fh.seek(st.st_size - _EDGE_BYTES)
+                h.update(fh.read(_EDGE_BYTES))
+        _file_cache[key] = h.hexdigest()
+    return _file_cache[key]
+
+
 def fingerprint_path(path: str | Path, max_files: int = 10_000) -> str:
-    """Content fingerprint of a file or folder (sha256 over relative paths, sizes and mtimes)."""
+    """Content fingerprint of a file or folder: relative paths + content hashes (whole files up to
+    ``FULL_HASH_BYTES``; above it size, mtime and the first and last MiB). Skip-if-done and resume decisions
+    key on it, so the same path with new content is never mistaken for the old input. Hidden files and
+    ``*.tmp-*`` leftovers are ignored."""
     path = Path(path)
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())[:max_files]
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file() and ".tmp-" not in str(p.relative_to(path))
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))[:max_files]
     for f in files:
-        st = f.stat()
-        rel = f.name if f == path else str(f.relative_to(path))
-        h.update(f"{rel}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+        rel = f.name if f == path else f.relative_to(path).as_posix()
+        h.update(f"{rel}\0{_file_digest(f)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def local_input_fingerprints(obj: Any) -> dict[str, str]:
+    """Fingerprints of every string in a (nested) config value that names an existing local file or folder
+    (data files, teacher and base model folders, ...): the part of "what a result depends on" that config
+    values alone do not capture."""
+    found: dict[str, str] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v and len(v) < 4096 and "\n" not in v and v not in found:
+            try:
+                exists = Path(v).exists()
+            except OSError:
+                exists = False
+            if exists:
+                found[v] = fingerprint_path(v)
+
+    walk(obj)
+    return found
 
 
 def library_versions() -> dict[str, str]:

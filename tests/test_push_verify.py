@@ -61,10 +61,10 @@ def make_corpus(folder: Path, texts: dict[str, list[str]] | None = None, extra_r
 
 
 def _eval(run: Path, task: str, dataset: str, language: str, metrics: dict, n: int) -> None:
-    (run / "eval").mkdir(parents=True, exist_ok=True)
-    (run / "eval" / f"{task}-{language}.json").write_text(json.dumps(
-        {"task": task, "dataset": dataset, "split": "validation", "language": language, "metrics": metrics,
-         "model": str(run / "final"), "num_examples": n}))
+    from polyclinic.evaluation.report import eval_record, write_eval
+
+    write_eval(run / "eval" / f"{task}-{language}.json",  # stamps the hash of run/final's weights
+               eval_record(task, dataset, "validation", language, metrics, str(run / "final"), n))
 
 
 def make_mt5_run(run: Path, corpus: Path | None = None) -> Path:
@@ -221,6 +221,13 @@ def _make_unique(weights: Path) -> None:
 
     tensors = load_file(str(weights))
     save_file(tensors, str(weights), metadata={"format": "pt", "nonce": uuid.uuid4().hex})
+    # new weight bytes: the run's eval records are re-stamped, as re-running the evaluation would
+    from polyclinic.evaluation.report import write_eval
+
+    for rec_path in (weights.parent.parent / "eval").glob("*.json"):
+        rec = json.loads(rec_path.read_text())
+        rec.pop("weights_sha256", None)
+        write_eval(rec_path, {**rec, "model": str(weights.parent)})
 
 
 def _commits(api, repo, repo_type="model"):

@@ -148,6 +148,7 @@ def compare(run_dir: str | Path, max_texts: int = 200) -> dict:
                     "num_examples": student_eval["num_examples"], **student_m},
         "labels": labels, "verified_size": t_eval.get("verified_size", t_eval["num_examples"]),
         "machine": {"platform": sys.platform, "cpus": os.cpu_count()},
+        "student_inputs_hash": metrics.get("inputs_hash"),  # which trained student this comparison measured
     }
     ratios = {}
     for key in ("parameters", "disk_bytes", "peak_rss_bytes", "latency_ms_per_document"):

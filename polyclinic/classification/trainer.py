@@ -190,12 +190,17 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(cfg.output_dir)
-    if is_complete(out / "final") and (out / "metrics.json").is_file() and not force:
-        log.info("student already trained at %s (--force to retrain)", out)
-        return read_json(out / "metrics.json")
-    if force and (out / "checkpoints").exists():
+    digest, resume_digest = inputs_hash(cfg), inputs_hash(cfg, for_resume=True)
+    done = out / "metrics.json"
+    if is_complete(out / "final") and done.is_file() and not force and read_json(done).get("inputs_hash") == digest:
+        log.info("student already trained at %s (config and inputs unchanged; --force to retrain)", out)
+        return read_json(done)
+    stamp = out / "resume_hash"
+    if (out / "checkpoints").exists() and (force or not stamp.is_file() or stamp.read_text().strip() != resume_digest):
+        log.info("clearing %s: trained on other labels, base model or settings (or --force)", out / "checkpoints")
         shutil.rmtree(out / "checkpoints")
     out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(resume_digest + "\n")
     save_config(cfg, out / "config.yaml")
     base = cfg.base_model or default_base_model()
     data = prepare_data(cfg)
@@ -265,7 +270,7 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
         "teacher_prompt_version": data["teacher"].get("prompt_version"),
         "global_step": int(trainer.state.global_step), "train_loss": float(result.training_loss),
         "best_checkpoint": trainer.state.best_model_checkpoint, "best_validation_macro_f1": trainer.state.best_metric,
-        "resumed_from": last, "wall_seconds_this_invocation": round(wall, 2),
+        "resumed_from": last, "wall_seconds_this_invocation": round(wall, 2), "inputs_hash": digest,
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,
         "student": {k: ev[k] for k in ("accuracy", "macro_f1", "cohen_kappa")},
         "per_class_f1": {k: v["f1"] for k, v in ev["per_class"].items()},
@@ -293,6 +298,31 @@ def _log_callback():
                          logs.get("train_loss", float("nan")))
 
     return LogCallback()
+
+
+RESUMABLE_KEYS = ("max_steps", "epochs", "eval_steps", "early_stopping_patience", "save_total_limit", "output_dir",
+                  "eval_batch_size")
+
+
+def inputs_hash(cfg: ClassifierConfig, for_resume: bool = False) -> str:
+    """What the trained student depends on: the config and the CONTENT of the teacher's files and the base
+    model (a relabelled teacher folder at the same path is a new input). ``for_resume`` leaves out the step
+    budget, so a longer run continues the checkpoints of a shorter one while any other change starts afresh."""
+    from polyclinic.config import config_to_dict
+    from polyclinic.manifest import fingerprint_path
+
+    conf = config_to_dict(cfg)
+    conf.pop("output_dir", None)
+    if for_resume:
+        for key in RESUMABLE_KEYS:
+            conf.pop(key, None)
+    tdir = Path(cfg.teacher_dir)
+    files = {name: fingerprint_path(tdir / name) for name in ("documents.jsonl", "labels.jsonl", "verified.jsonl",
+                                                                "config.yaml") if (tdir / name).is_file()}
+    base = cfg.base_model or default_base_model()
+    blob = {"config": conf, "teacher_files": files,
+            "base_model": fingerprint_path(base) if Path(base).exists() else base}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _has_gpu() -> bool:

@@ -141,9 +141,6 @@ def stage_classifier(out: Path, force: bool, overrides: list[str]) -> dict:
     from polyclinic.teacher.verified import export_sample, import_verified
 
     teacher_dir, run = (out / "classifier" / "teacher").resolve(), (out / "classifier" / "student").resolve()
-    if is_complete(run / "final") and (run / "comparison.json").is_file() and not force:
-        log.info("classifier already trained and compared at %s (use --force to redo)", run)
-        return read_json(run / "comparison.json")
     tcfg = load_config(TeacherConfig, RECIPES / "classifier" / "teacher-demo.yaml", [f"output_dir={teacher_dir}"])
     label(tcfg, force=force)
     sample = teacher_dir / "verify-sample.csv"
@@ -151,7 +148,11 @@ def stage_classifier(out: Path, force: bool, overrides: list[str]) -> dict:
     import_verified(teacher_dir, sample)
     ccfg = load_config(ClassifierConfig, RECIPES / "classifier" / "demo.yaml",
                        [f"teacher_dir={teacher_dir}", f"output_dir={run}", *overrides])
-    train(ccfg, force=force)
+    metrics = train(ccfg, force=force)  # skipped when config and input contents are unchanged
+    done = run / "comparison.json"
+    if done.is_file() and not force and read_json(done).get("student_inputs_hash") == metrics.get("inputs_hash"):
+        log.info("teacher vs student comparison of this student already measured: %s", done)
+        return read_json(done)
     return compare(run)
 
 

@@ -594,6 +594,10 @@ def _phase_hash(cfg: EncoderConfig, phase: str, for_resume: bool = False) -> str
         "phases": {p: getattr(cfg.phases, p).model_dump(mode="json") for p in PHASE_ORDER[: PHASE_ORDER.index(phase) + 1]
                    if getattr(cfg.phases, p).enabled},
     }
+    from polyclinic.manifest import local_input_fingerprints
+
+    # the content of local inputs (pairs / parallel files, teacher and base folders), not only their paths
+    relevant["inputs"] = local_input_fingerprints({k: relevant[k] for k in ("base_model", "data", "phases")})
     if for_resume and isinstance(relevant["phases"].get(phase, {}).get("train"), dict):
         for key in RESUMABLE_KEYS:
             relevant["phases"][phase]["train"].pop(key, None)
@@ -674,7 +678,7 @@ def run_encoder_recipe(cfg: EncoderConfig, phases: Iterable[str] | None = None, 
         digest = _phase_hash(cfg, phase)
         done = out / "metrics.json"
         if not force and is_complete(out / "final") and done.exists() and read_json(done).get("config_hash") == digest:
-            log.info("phase %s already complete at %s (config unchanged): skipped", phase, out)
+            log.info("phase %s already complete at %s (config and input contents unchanged): skipped", phase, out)
             current, current_path = None, str(out / "final")
             metrics["phases"][phase] = read_json(done)
             metrics["eval"][phase] = metrics["phases"][phase].get("eval_after", {})
@@ -734,7 +738,9 @@ def run_encoder_recipe(cfg: EncoderConfig, phases: Iterable[str] | None = None, 
             if task.name in metrics["eval"]["final"]:
                 from polyclinic.encoders.evaluation import eval_json
 
-                write_json(run / "eval" / f"{task.name}.json",
+                from polyclinic.evaluation.report import write_eval
+
+                write_eval(run / "eval" / f"{task.name}.json",
                            eval_json(task, metrics["eval"]["final"][task.name], str(run / "final")))
         write_metrics(run, metrics, merge=False)
         write_manifest(run, "encoder", cfg, inputs={k: v for k, v in data.inputs.items()},

@@ -5,6 +5,10 @@ One file per task (and language): ``runs/<run>/eval/<task>.json`` ::
     {"task": ..., "dataset": ..., "split": ..., "language": ..., "metrics": {name: value},
      "model": path, "num_examples": N}
 
+Every record written through :func:`write_eval` carries ``weights_sha256``, the hash of the weight files of
+the local model folder it measured (:func:`weights_sha256`), so a card can refuse a number measured on other
+weights than the ones being released (:func:`polyclinic.hub.cards.read_eval_dir`).
+
 Per-language breakdowns are written as extra records ``<task>.<lang>.json`` in the same format, so every
 file under ``eval/`` is a valid record that a card can turn into a ``model-index`` entry. The combined
 summary is ``eval/SUMMARY.md`` (Markdown, not JSON, so ``eval/*.json`` stays records only).
@@ -31,6 +35,46 @@ def eval_record(task: str, dataset: str, split: str, language: str, metrics: dic
     return rec
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
+_NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt"}
+_hash_cache: dict[tuple, str] = {}
+
+
+def weights_sha256(model: str | Path) -> str | None:
+    """One sha256 over the weight files of a model folder (relative path + content hash of each), or None
+    when ``model`` is not a local folder with weights (a Hub id, a teacher name). File hashes are cached in
+    the process by (path, size, mtime), so per-language records of one model hash it once."""
+    from polyclinic.io import sha256_file
+
+    folder = Path(str(model))
+    if not folder.is_dir():
+        return None
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES
+                   and f.name not in _NOT_WEIGHTS and not f.name.startswith("rng_state")
+                   and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    if not files:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        key = (str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in _hash_cache:
+            _hash_cache[key] = sha256_file(f)
+        h.update(f"{f.relative_to(folder).as_posix()}\0{_hash_cache[key]}\n".encode())
+    return h.hexdigest()
+
+
+def stamp_weights(record: dict[str, Any]) -> dict[str, Any]:
+    """Add ``weights_sha256`` of ``record['model']`` (when it is a local model folder)."""
+    if "weights_sha256" not in record:
+        digest = weights_sha256(record.get("model", ""))
+        if digest:
+            record["weights_sha256"] = digest
+    return record
+
+
 def is_record(obj: Any) -> bool:
     return isinstance(obj, dict) and all(k in obj for k in RECORD_KEYS) and isinstance(obj["metrics"], dict)
 
@@ -45,9 +89,9 @@ def write_eval(path: str | Path, record: dict[str, Any], by_language: dict[str, 
     path = Path(path)
     if not is_record(record):
         raise ValueError(f"not an eval record (needs {RECORD_KEYS}): {record}")
-    written = [write_json(path, record)]
+    written = [write_json(path, stamp_weights(record))]
     for lang, rec in (by_language or {}).items():
-        written.append(write_json(path.with_name(f"{path.stem}.{lang}{path.suffix}"), rec))
+        written.append(write_json(path.with_name(f"{path.stem}.{lang}{path.suffix}"), stamp_weights(rec)))
     return written
 
 

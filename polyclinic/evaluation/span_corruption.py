@@ -106,7 +106,6 @@ def evaluate_span_corruption(
     ``metrics = {"loss", "token_accuracy", "loss_<lang>", "token_accuracy_<lang>"}`` and ``per_language``;
     writes it to ``output`` when given (e.g. ``runs/<run>/eval/span-corruption.json``).
     """
-    from polyclinic.io import write_json
     from polyclinic.pretraining.data import corpus_languages, eval_batches, load_split, pack_split
     from polyclinic.pretraining.model import load_model
     from polyclinic.span_corruption import SpanCorruptionCollator
@@ -165,7 +164,9 @@ def evaluate_span_corruption(
         "seconds": round(time.perf_counter() - start, 3),
     }
     if output is not None:
-        write_json(output, result)
+        from polyclinic.evaluation.report import write_eval
+
+        write_eval(output, result)  # stamps the hash of the weights it measured
     return result
 
 

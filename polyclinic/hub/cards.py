@@ -132,8 +132,13 @@ def _lookup(flat: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def read_eval_dir(run_dir: Path) -> list[dict]:
-    """All ``eval/*.json`` of a run, each validated against the contract in CONTRIBUTING.md."""
+def read_eval_dir(run_dir: Path, check_weights: bool = True) -> list[dict]:
+    """All ``eval/*.json`` of a run, each validated against the contract in CONTRIBUTING.md.
+
+    ``check_weights``: every record must carry the ``weights_sha256`` of the run's ``final/`` weights (the
+    ones a card describes and a push sends); a record measured on other weights (``final/`` replaced after
+    the evaluation) or with no hash is refused with a message saying what to re-run.
+    """
     evals = []
     for path in sorted((Path(run_dir) / "eval").glob("*.json")):
         data = _read_json_or_empty(path)
@@ -143,7 +148,28 @@ def read_eval_dir(run_dir: Path) -> list[dict]:
         data.setdefault("dataset", "unknown")
         data["_file"] = path.name
         evals.append(data)
+    if check_weights and evals and (Path(run_dir) / "final").is_dir():
+        _refuse_stale_records(Path(run_dir), evals)
     return evals
+
+
+def _refuse_stale_records(run_dir: Path, evals: list[dict]) -> None:
+    from polyclinic.evaluation.report import weights_sha256
+
+    final = run_dir / "final"
+    current = weights_sha256(final)
+    problems = []
+    for e in evals:
+        measured = e.get("weights_sha256")
+        if measured is None:
+            problems.append(f"eval/{e['_file']} records no weights_sha256 (written by hand or by an older polyclinic)")
+        elif measured != current:
+            problems.append(f"eval/{e['_file']} measured weights {measured[:12]}, but {final} now holds "
+                            f"{(current or 'no weights')[:12]}")
+    if problems:
+        raise UserError(f"{run_dir}: evaluation records do not describe the weights being released:\n  - "
+                        + "\n  - ".join(problems) + f"\nre-run the evaluation on {final} (e.g. polyclinic eval ... "
+                        f"--model {final}) or restore the weights it measured; cards never show numbers of other weights")
 
 
 def _task_type(kind: str, task: str) -> str:

@@ -301,20 +301,30 @@ def label(cfg: TeacherConfig, force: bool = False) -> dict:
         import yaml
 
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
-        if old.get("labels") != [l.model_dump() for l in cfg.labels] or old.get("multi_label") != cfg.multi_label \
-                or old.get("backend") != cfg.backend:
-            raise UserError(f"{out} holds labels from a different label set/teacher; use --force to relabel "
-                            "or another output_dir")
+        changed = [k for k, v in _answer_settings(cfg).items() if _answer_settings_of(old).get(k) != v]
+        if changed:
+            raise UserError(f"{out} holds labels from another teacher or label set (changed: {', '.join(changed)}); "
+                            "use --force to relabel or another output_dir")
     (out / COMPLETE_MARKER).unlink(missing_ok=True)
     save_config(cfg, previous)
     from polyclinic.io import atomic_write_text
 
     atomic_write_text(out / "documents.jsonl", "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs))
 
-    done = {r["id"] for r in read_jsonl(labels_path, repair=True)}
+    # a label counts as done only for the text it was given: a document whose text changed under the same id
+    # is labelled again (its old row is dropped), never served from the previous run
+    current = {d["id"]: _text_hash(d["text"]) for d in docs}
+    old_labels = read_jsonl(labels_path, repair=True)
+    kept_labels = [r for r in old_labels if current.get(r["id"]) == r.get("text_sha256")]
+    if len(kept_labels) != len(old_labels):
+        log.info("teacher: %d earlier labels are for changed or removed documents: relabelling those",
+                 len(old_labels) - len(kept_labels))
+        atomic_write_text(labels_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept_labels))
+    done = {r["id"] for r in kept_labels}
     old_rejected = read_jsonl(rejected_path, repair=True)
     # transport errors are retried on resume; invalid answers are verdicts (the cache would repeat them)
-    kept_rejected = [r for r in old_rejected if r.get("reason") != "error" and r["id"] not in done]
+    kept_rejected = [r for r in old_rejected if r.get("reason") != "error" and r["id"] not in done
+                     and current.get(r["id"]) == r.get("text_sha256")]
     if len(kept_rejected) != len(old_rejected):
         atomic_write_text(rejected_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept_rejected))
     done |= {r["id"] for r in kept_rejected}
@@ -325,11 +335,13 @@ def label(cfg: TeacherConfig, force: bool = False) -> dict:
     t0 = time.perf_counter()
     with labels_path.open("a", encoding="utf-8") as lf, rejected_path.open("a", encoding="utf-8") as rf:
         def emit(doc: dict, value: dict | None, reason: str | None = None, answer: str = "") -> None:
+            sha = _text_hash(doc["text"])
             if value is None:
-                rf.write(json.dumps({"id": doc["id"], "reason": reason, "answer": answer}, ensure_ascii=False) + "\n")
+                rf.write(json.dumps({"id": doc["id"], "reason": reason, "answer": answer, "text_sha256": sha},
+                                    ensure_ascii=False) + "\n")
                 rf.flush()
             else:
-                lf.write(json.dumps({"id": doc["id"], **value}, ensure_ascii=False) + "\n")
+                lf.write(json.dumps({"id": doc["id"], **value, "text_sha256": sha}, ensure_ascii=False) + "\n")
                 lf.flush()
 
         if cfg.backend == "zero_shot":
@@ -361,6 +373,29 @@ def label(cfg: TeacherConfig, force: bool = False) -> dict:
     write_manifest(out, "teacher-label", cfg, {"documents": cfg.data.path} if cfg.data.path else None)
     log.info("teacher: %d accepted, rejected %s", len(labelled), by_reason)
     return summary
+
+
+def _text_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _answer_settings_of(conf: dict) -> dict:
+    """The settings that decide a teacher's answer, from a saved config.yaml (transport settings such as the
+    endpoint URL, timeouts and concurrency do not change an answer and are left out)."""
+    llm, zs = conf.get("llm") or {}, conf.get("zero_shot") or {}
+    return {"labels": conf.get("labels"), "multi_label": conf.get("multi_label"), "backend": conf.get("backend"),
+            "instructions": conf.get("instructions"), "max_examples_per_label": conf.get("max_examples_per_label"),
+            **{f"llm.{k}": llm.get(k) for k in ("model", "local_model", "system", "prompt_version", "temperature",
+                                                  "max_tokens", "seed", "constraint")},
+            **{f"zero_shot.{k}": zs.get(k) for k in ("model", "temperature", "multi_label_threshold")}}
+
+
+def _answer_settings(cfg: TeacherConfig) -> dict:
+    from polyclinic.config import config_to_dict
+
+    return _answer_settings_of(config_to_dict(cfg))
 
 
 def _teacher_info(cfg: TeacherConfig, out: Path) -> dict:
