@@ -38,6 +38,28 @@ STAGES = {
 }
 
 
+def _stage_key(*parts) -> str:
+    """What a stage's output depends on: configs (as values) and upstream folders (as content fingerprints)."""
+    import hashlib
+
+    from polyclinic.manifest import fingerprint_path
+
+    blob = [fingerprint_path(p) if isinstance(p, Path) and p.exists() else p for p in parts]
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _up_to_date(out: Path, stage: str, key: str, folder: Path) -> bool:
+    """True when ``folder`` is complete and was built from inputs with this ``key`` (``out/stage_inputs.json``)."""
+    keys = read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
+    return is_complete(folder) and keys.get(stage) == key
+
+
+def _record_key(out: Path, stage: str, key: str) -> None:
+    keys = read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
+    keys[stage] = key
+    write_json(out / "stage_inputs.json", keys)
+
+
 def _banner(name: str, text: str) -> None:
     log.info("=" * 72)
     log.info("[%s] %s", name, text)
@@ -49,12 +71,17 @@ def stage_corpus(out: Path, force: bool) -> dict:
     from polyclinic.data.config import CorpusConfig
     from polyclinic.data.corpus import build_corpus
 
+    from polyclinic import __version__
+    from polyclinic.config import config_to_dict
+
     target = out / "corpus"
-    if is_complete(target) and not force:
-        log.info("corpus already built at %s (use --force to rebuild)", target)
+    cfg = load_config(CorpusConfig, RECIPES / "corpus" / "demo.yaml", [f"output_dir={target}", "overwrite=true"])
+    key = _stage_key(config_to_dict(cfg), __version__)
+    if _up_to_date(out, "corpus", key, target) and not force:
+        log.info("corpus already built at %s from the same config (use --force to rebuild)", target)
         return read_json(target / "stats.json")
-    cfg = load_config(CorpusConfig, RECIPES / "corpus" / "demo.yaml", [f"output_dir={target}"])
     build_corpus(cfg)
+    _record_key(out, "corpus", key)
     return read_json(target / "stats.json")
 
 
@@ -63,11 +90,13 @@ def stage_tokenizer(out: Path, force: bool, vocab_size: int) -> dict:
     from polyclinic.tokenization import load_tokenizer, train_tokenizer
 
     target = out / "tokenizer"
-    if is_complete(target) and not force:
+    key = _stage_key(out / "corpus", vocab_size)
+    if _up_to_date(out, "tokenizer", key, target) and not force:
         tok = load_tokenizer(target)
     else:
         ds = load_corpus(out / "corpus", split="train")
         tok = train_tokenizer((row["text"] for row in ds), target, vocab_size=vocab_size)
+        _record_key(out, "tokenizer", key)
     return {"vocab_size": len(tok), "first_sentinel_id": len(tok) - 1, "path": str(target)}
 
 
@@ -75,17 +104,22 @@ def stage_pretrain(out: Path, force: bool, overrides: list[str]) -> dict:
     from polyclinic.pretraining.config import load_pretrain_config
     from polyclinic.pretraining.trainer import train
 
+    from polyclinic.config import config_to_dict
+
     run = out / "mt5"
-    if is_complete(run / "final") and (run / "metrics.json").exists() and not force:
-        log.info("pretraining already finished at %s", run)
+    args = [f"data.corpus={out / 'corpus'}", f"tokenizer={out / 'tokenizer'}", f"run_dir={run}", *overrides]
+    key = _stage_key(config_to_dict(load_pretrain_config(RECIPES / "pretrain" / "demo.yaml", args)),
+                     out / "corpus", out / "tokenizer")
+    if _up_to_date(out, "pretrain", key, run / "final") and (run / "metrics.json").exists() and not force:
+        log.info("pretraining already finished at %s on the same corpus, tokenizer and config", run)
         return read_json(run / "metrics.json")
-    cfg = load_pretrain_config(
-        RECIPES / "pretrain" / "demo.yaml",
-        [f"data.corpus={out / 'corpus'}", f"tokenizer={out / 'tokenizer'}", f"run_dir={run}",
-         # --force rebuilt the corpus/tokenizer: the old checkpoints were trained on other inputs
-         *(["training.resume=never"] if force else []), *overrides],
-    )
-    return train(cfg)
+    keys = read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
+    stale = force or keys.get("pretrain") not in (None, key)
+    # other inputs than the checkpoints were trained on: start afresh instead of resuming them
+    cfg = load_pretrain_config(RECIPES / "pretrain" / "demo.yaml", [*args, *(["training.resume=never"] if stale else [])])
+    metrics = train(cfg)
+    _record_key(out, "pretrain", key)
+    return metrics
 
 
 def stage_eval(out: Path) -> dict:
@@ -122,9 +156,7 @@ def stage_encoder(out: Path, force: bool, overrides: list[str]) -> dict:
     from polyclinic.encoders.trainer import run_encoder_recipe
 
     run = out / "encoder"
-    if is_complete(run / "final") and (run / "metrics.json").exists() and not force:
-        log.info("encoder already trained at %s", run)
-        return read_json(run / "metrics.json")
+    # no short cut here: each phase skips itself when its config and input contents are unchanged
     cfg = load_encoder_config(RECIPES / "encoder" / "demo.yaml", [f"output_dir={run}", *overrides])
     return run_encoder_recipe(cfg, force=force)
 
