@@ -47,9 +47,12 @@ def write_safetensors_like(path: Path, nbytes: int) -> None:
             left -= n
 
 
+TOKEN = "bench-local-hub-token-0123456789"
+
+
 def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "polyclinic", "hub", "serve", "--root", str(root), "--port", "0"],
+        [sys.executable, "-m", "polyclinic", "hub", "serve", "--root", str(root), "--port", "0", "--token", TOKEN],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "POLYCLINIC_LOG_LEVEL": "WARNING"},
     )
@@ -101,7 +104,7 @@ def main() -> int:
 
     proc, url = start_server(work / "hub")
     try:
-        api = HfApi(endpoint=url, token="bench")
+        api = HfApi(endpoint=url, token=TOKEN)
         repo = "local-user/bench-model"
         api.create_repo(repo, exist_ok=True)
         t0 = time.perf_counter()
@@ -111,7 +114,7 @@ def main() -> int:
         second = api.upload_folder(repo_id=repo, folder_path=folder, commit_message="benchmark re-upload")
         again_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        path = snapshot_download(repo, endpoint=url, cache_dir=work / "cache", token="bench")
+        path = snapshot_download(repo, endpoint=url, cache_dir=work / "cache", token=TOKEN)
         down_s = time.perf_counter() - t0
         ok = all((Path(path) / f.name).stat().st_size == f.stat().st_size for f in folder.iterdir())
     finally:

@@ -80,6 +80,7 @@ def main() -> int:
         _make_artefacts(tmp / "runs", args.tiny_encoder)
         make_s = time.perf_counter() - t0
         server = serve(tmp / "hub", host="127.0.0.1", port=0)
+        os.environ["HF_TOKEN"] = server.token  # pushes send the local hub's token, as a user would
         try:
             specs = [
                 {"kind": "mt5", "path": "mt5", "repo_id": "bench/mt5", "languages": ["es", "en"]},
@@ -102,7 +103,7 @@ def main() -> int:
                 rows[spec["repo_id"]] = {"kind": spec["kind"], "files": len(r["files"]), "bytes": r["total_bytes"],
                                          "push_s": push_s, "repush_noop_s": repush_s}
             # reference: bare upload_folder of the same files (no card, gates, diff, tag)
-            api = HfApi(endpoint=server.url, token="local-bench-token")
+            api = HfApi(endpoint=server.url, token=server.token)
             for spec in specs:
                 src = tmp / "runs" / spec["path"]
                 src = src / "final" if spec["kind"] in ("mt5", "encoder") else src

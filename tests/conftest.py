@@ -75,7 +75,7 @@ def local_hub(_local_hub_server, tmp_path, monkeypatch) -> LocalHub:
     env = {
         "HF_ENDPOINT": _local_hub_server.url,
         "HF_HUB_DISABLE_XET": "1",
-        "HF_TOKEN": "local-dummy-token",
+        "HF_TOKEN": _local_hub_server.token,  # the server's token, passed like any user would (HF_TOKEN)
         "HF_HOME": str(home),
         "HF_HUB_ETAG_TIMEOUT": "30",
         "HF_HUB_DOWNLOAD_TIMEOUT": "60",
@@ -89,4 +89,5 @@ def local_hub(_local_hub_server, tmp_path, monkeypatch) -> LocalHub:
     }
     # In-process HfApi(endpoint=...) calls: Xet must be off (hf_xet is installed), the token must be this one.
     monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", _local_hub_server.token)  # in-process pushes read it like a user's HF_TOKEN
     return LocalHub(endpoint=_local_hub_server.url, root=Path(_local_hub_server.root), env=env, server=_local_hub_server)

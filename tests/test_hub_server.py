@@ -19,11 +19,18 @@ from polyclinic.hub.server import serve
 pytestmark = pytest.mark.timeout(300)
 
 
-def _raw(endpoint: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+def _raw(endpoint: str, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+         token: str | None | bool = None):
+    """One raw HTTP request; sends ``Authorization: Bearer <token>`` (default: $HF_TOKEN, the fixture's
+    server token; ``token=False``: none)."""
     host, port = endpoint.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = dict(headers or {})
+    token = os.environ.get("HF_TOKEN") if token is None else token
+    if token:
+        headers.setdefault("Authorization", f"Bearer {token}")
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
@@ -324,19 +331,20 @@ def test_oversized_bodies_get_413_and_server_survives_restart(tmp_path):
     with serve(root, max_json_bytes=1000, max_lfs_bytes=2000) as server:
         from huggingface_hub import HfApi
 
-        api = HfApi(endpoint=server.url, token="x")
+        api = HfApi(endpoint=server.url, token=server.token)
         api.create_repo("local-user/keep")
         status, _, _ = _raw(server.url, "POST", "/api/models/local-user/keep/preupload/main", b"{" + b" " * 2000 + b"}",
-                            {"Content-Type": "application/json"})
+                            {"Content-Type": "application/json"}, token=server.token)
         assert status == 413
         oid = "a" * 64
-        assert _raw(server.url, "PUT", f"/lfs-objects/{oid}/3000", b"x" * 3000)[0] == 413
+        assert _raw(server.url, "PUT", f"/lfs-objects/{oid}/3000", b"x" * 3000, token=server.token)[0] == 403  # unsigned
         batch = {"operation": "upload", "objects": [{"oid": oid, "size": 3000}]}
-        _, _, body = _raw(server.url, "POST", "/local-user/keep.git/info/lfs/objects/batch", json.dumps(batch).encode())
+        _, _, body = _raw(server.url, "POST", "/local-user/keep.git/info/lfs/objects/batch", json.dumps(batch).encode(),
+                          token=server.token)
         assert json.loads(body)["objects"][0]["error"]["code"] == 413
         sha = api.model_info("local-user/keep").sha
-    with serve(root) as server:  # files on disk survive a restart
-        assert HfApi(endpoint=server.url, token="x").model_info("local-user/keep").sha == sha
+    with serve(root, token="a-token-given-by-the-user") as server:  # files on disk survive a restart
+        assert HfApi(endpoint=server.url, token="a-token-given-by-the-user").model_info("local-user/keep").sha == sha
 
 
 def test_refuses_non_loopback_without_flag(tmp_path):

@@ -194,14 +194,22 @@ def stage_release(out: Path) -> dict:
     from polyclinic.hub.server import serve
     from polyclinic.hub.verify import verify_release
 
+    import os
+
     server = serve(out / "hub", host="127.0.0.1", port=0)
     log.info("publishing to a LOCAL Hub-compatible server at %s (not huggingface.co)", server.url)
+    previous_token = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = server.token  # what a user does after `polyclinic hub serve` prints it
     try:
         cfg = load_release_config(RECIPES / "release" / "demo.yaml", [f"root={out}", f"endpoint={server.url}"])
         pushed = push_release(cfg)
         verified = verify_release(cfg)
     finally:
         server.shutdown()
+        if previous_token is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = previous_token
     return {"endpoint": server.url, "push": pushed, "verify": verified}
 
 

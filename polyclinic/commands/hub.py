@@ -25,7 +25,8 @@ SERVE_EPILOG = """\
 examples:
   polyclinic hub serve --root runs/local-hub
   polyclinic hub serve --root runs/local-hub --port 8765
-  HF_ENDPOINT=http://127.0.0.1:8765 HF_HUB_DISABLE_XET=1 HF_TOKEN=local polyclinic push release.yaml
+  polyclinic hub serve --root runs/local-hub --port 8765 --token my-local-hub-token-123
+  HF_ENDPOINT=http://127.0.0.1:8765 HF_HUB_DISABLE_XET=1 HF_TOKEN=my-local-hub-token-123 polyclinic push release.yaml
 """
 
 
@@ -38,7 +39,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; loopback only unless --allow-non-loopback)")
     p.add_argument("--port", type=int, default=0, help="port (default 0 = pick a free one and print it)")
     p.add_argument("--allow-non-loopback", action="store_true",
-                   help="allow binding a non-loopback address (the server has NO authentication)")
+                   help="allow binding a non-loopback address (anyone who can reach it can read public repos; "
+                   "writes and private reads still need the token)")
+    p.add_argument("--token", default=None, help="the token clients must send for writes and private reads "
+                   "(default: POLYCLINIC_HUB_TOKEN, else a random one, printed at start)")
     p.add_argument("--max-json-mb", type=float, default=100.0, help="cap for JSON/NDJSON request bodies (MB, 413 above)")
     p.add_argument("--max-lfs-gb", type=float, default=5.0, help="cap for one LFS object upload (GiB, 413 above)")
     return parser
@@ -57,6 +61,7 @@ def main(argv: list[str], prog: str) -> int:
         max_json_bytes=int(args.max_json_mb * 1024 * 1024),
         max_lfs_bytes=int(args.max_lfs_gb * 1024**3),
         background=False,
+        token=args.token,
     )
     log.warning("this is a LOCAL Hub-compatible server for testing and demos, NOT the Hugging Face Hub")
     log.info("serving repositories from %s at %s", server.root, server.url)

@@ -1,8 +1,16 @@
 """A LOCAL Hub-compatible HTTP server: unmodified ``huggingface_hub``, ``datasets``, ``transformers`` and
 ``sentence-transformers`` upload to and download from it through ``HF_ENDPOINT`` (with ``HF_HUB_DISABLE_XET=1``).
 
-It is not the Hugging Face Hub: one fake local user, any token accepted, no web pages, no Xet, no pull
-requests. Files live on disk under ``root`` (see :mod:`polyclinic.hub.storage`) and survive restarts.
+It is not the Hugging Face Hub: one local user, no web pages, no Xet; pull requests are refs
+(``refs/pr/N``, created by ``create_pr=True``) without discussions. Files live on disk
+under ``root`` (see :mod:`polyclinic.hub.storage`) and survive restarts.
+
+Access control, the way Jupyter protects its local server: a token generated at start (or given with
+``--token`` / ``POLYCLINIC_HUB_TOKEN``) and printed with the ``HF_ENDPOINT`` line is required for every write
+and every read of a private repo (``Authorization: Bearer <token>``, what ``HF_TOKEN`` makes the clients
+send); LFS objects are reached only through links the batch API signs for a repo the caller may read or
+write; requests whose ``Host`` is not the bound address (DNS rebinding) or that carry a foreign ``Origin`` (a
+web page in a browser) are refused; sockets time out so stalled clients cannot pin threads.
 
 Routes (what the clients call; anything else is logged at WARNING and answered 404)::
 
@@ -22,12 +30,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import ipaddress
 import json
 import os
 import re
+import secrets
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,6 +60,7 @@ log = get_logger("polyclinic.hub.server")
 
 DEFAULT_MAX_JSON_BYTES = 100 * 1024 * 1024  # JSON / NDJSON bodies (a commit carries regular files base64-encoded)
 DEFAULT_MAX_LFS_BYTES = 5 * 1024**3  # one LFS object PUT
+DEFAULT_MAX_COMMIT_BYTES = 50 * 1024**3  # one commit's NDJSON (regular files base64-encoded), spooled to disk
 _TYPE_PREFIX = {"datasets": "dataset", "spaces": "space", "models": "model"}
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -68,8 +80,13 @@ class _Server(ThreadingHTTPServer):
     storage: Storage
     url: str
     max_json_bytes: int
+    max_commit_bytes: int
     max_lfs_bytes: int
     unknown_routes: list[str]
+    token: str
+    secret: bytes
+    allowed_hosts: set[str]
+    socket_timeout: float
 
 
 class _Server6(_Server):
@@ -85,6 +102,11 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "polyclinic-local-hub/1"
     server: _Server
+    timeout = 120  # seconds of silence on a socket before the connection is dropped (stalled clients)
+
+    def setup(self) -> None:
+        self.timeout = getattr(self.server, "socket_timeout", None) or self.timeout
+        super().setup()
 
     # --------------------------------------------------------------- plumbing
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -114,9 +136,15 @@ class Handler(BaseHTTPRequestHandler):
             if any("\0" in unquote(s) for s in raw_segs):
                 raise HubError(400, "NUL byte in URL")
             segs = [unquote(s) for s in raw_segs]
+            self._check_host_and_origin()
             self._route(method, raw_segs, segs)
         except HubError as exc:
             self._error(exc)
+        except (TypeError, KeyError, AttributeError, ValueError, UnicodeError, RecursionError) as exc:
+            # a payload of the wrong shape (a list where an object belongs, a number for a sha...): the
+            # client's mistake, so 400 with a short reason (the traceback stays in the DEBUG log)
+            log.debug("local hub: malformed %s %s", method, self.path, exc_info=True)
+            self._error(HubError(400, f"Malformed request: {type(exc).__name__}: {str(exc)[:200]}"))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # noqa: BLE001 - a server answers, it does not die
@@ -219,9 +247,12 @@ class Handler(BaseHTTPRequestHandler):
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw)
+            obj = json.loads(raw)
         except ValueError:
             raise HubError(400, "Invalid JSON body") from None
+        if not isinstance(obj, dict):
+            raise HubError(400, f"JSON body must be an object, got {type(obj).__name__}")
+        return obj
 
     @property
     def storage(self) -> Storage:
@@ -231,11 +262,47 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or ""
         return f"http://{host}" if re.fullmatch(r"[A-Za-z0-9.\-:\[\]]{1,255}", host) else self.server.url
 
-    def _check_access(self, repo_type: str, repo_id: str) -> dict:
+    def _check_host_and_origin(self) -> None:
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host not in self.server.allowed_hosts:
+            self.close_connection = True
+            raise HubError(403, f"Host {host[:100]!r} is not the address this local hub is bound to (DNS rebinding "
+                                f"protection); use {self.server.url}")
+        origin = (self.headers.get("Origin") or "").strip().lower()
+        if origin and origin not in {f"http://{h}" for h in self.server.allowed_hosts}:
+            self.close_connection = True
+            raise HubError(403, f"Cross-origin request from {origin[:100]!r} refused by the local hub")
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.server.token.encode())
+
+    def _require_token(self, what: str = "this request") -> None:
+        if not self._authorized():
+            raise HubError(401, f"Invalid credentials: {what} needs the local hub's token (printed when it started; "
+                                "set HF_TOKEN to it)", "Unauthorized")
+
+    def _check_access(self, repo_type: str, repo_id: str, write: bool = False) -> dict:
+        """The repo's metadata if the caller may read it (``write``: may change it). A private repo answers
+        "not found" without the token, as the Hub does."""
+        if write:
+            self._require_token(f"writing to {repo_id}")
+            return self.storage.require_repo(repo_type, repo_id)
         meta = self.storage.require_repo(repo_type, repo_id)
-        if meta.get("private") and not self.headers.get("Authorization"):
-            raise HubError(401, f"Repository not found: {repo_id} (private, no token)", "RepoNotFound")
+        if meta.get("private") and not self._authorized():
+            raise HubError(404, f"Repository not found: {repo_id}", "RepoNotFound")
         return meta
+
+    def _sign(self, *parts: str) -> str:
+        return hmac.new(self.server.secret, "\0".join(parts).encode(), hashlib.sha256).hexdigest()
+
+    def _signed_query(self, action: str, oid: str, repo_type: str, repo_id: str) -> str:
+        exp = str(int(time.time()) + 86400)
+        from urllib.parse import quote
+
+        return (f"repo={quote(f'{repo_type}:{repo_id}', safe='')}&exp={exp}"
+                f"&sig={self._sign(action, oid, repo_type, repo_id, exp)}")
 
     # --------------------------------------------------------------- routing
     def _route(self, method: str, raw: list[str], segs: list[str]) -> None:
@@ -264,7 +331,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route_api(self, method: str, raw: list[str], s: list[str]) -> None:
         if s == ["whoami-v2"] and method == "GET":
+            self._require_token("whoami")
             return self._json(_WHOAMI)
+        if method == "GET" and (s == ["settings", "repositories"] or
+                                (len(s) == 4 and s[0] == "organizations" and s[2:] == ["settings", "repositories"])):
+            return self._user_repos(s[1] if len(s) == 4 else LOCAL_USER)
+        if s == ["repos", "move"] and method == "POST":
+            raise HubError(501, "move_repo is not supported by the local hub (create the repo under its new name "
+                                "and push again)")
         if s == ["agent-harnesses"] and method == "GET":  # huggingface_hub's agent detection registry
             return self._json({"standardEnvVars": [], "harnesses": {}})
         if s == ["repos", "create"] and method == "POST":
@@ -286,6 +360,14 @@ class Handler(BaseHTTPRequestHandler):
             if not tail:
                 return self._unknown(method)
             op, args = tail[0], tail[1:]
+            if op in ("xet-write-token", "xet-read-token"):
+                raise HubError(501, "The local hub does not speak Xet: set HF_HUB_DISABLE_XET=1 (polyclinic sets it "
+                                    "for its own pushes; other clients need it in the environment)")
+            if op in ("duplicate", "super-squash", "lfs-files", "discussions", "resource-groups"):
+                raise HubError(501, f"{op} is not supported by the local hub")
+            if op == "auth-check" and method == "GET":
+                self._check_access(repo_type, repo_id, write=bool(args and args[0] == "write"))
+                return self._json({})
             handler = _API_ROUTES.get((method, op))
             if handler is not None and (args or op in ("refs", "settings")):
                 return handler(self, repo_type, repo_id, args, raw[5:])  # raw: api, types, ns, name, op, args...
@@ -293,8 +375,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # --------------------------------------------------------------- account and repos
     def _create_repo(self) -> None:
+        self._require_token("creating a repo")
         body = self._json_body()
         name, org = body.get("name"), body.get("organization") or LOCAL_USER
+        if not isinstance(name, str) or not name.strip() or not isinstance(org, str):
+            raise HubError(400, "'name' (and 'organization', when given) must be non-empty strings")
+        if body.get("gated") not in (None, False):
+            raise HubError(400, "gated repos are not supported by the local hub")
         repo_type = body.get("type") or "model"
         if repo_type == "space":
             raise HubError(400, "Spaces are not supported by the local hub")
@@ -311,7 +398,10 @@ class Handler(BaseHTTPRequestHandler):
         self._json({"url": url, "name": repo_id, "id": repo_id}, 200)
 
     def _delete_repo(self) -> None:
+        self._require_token("deleting a repo")
         body = self._json_body()
+        if not isinstance(body.get("name"), str) or not isinstance(body.get("organization") or LOCAL_USER, str):
+            raise HubError(400, "'name' (and 'organization', when given) must be strings")
         repo_id = validate_repo_id(f"{body.get('organization') or LOCAL_USER}/{body.get('name')}")
         self.storage.delete_repo(body.get("type") or "model", repo_id)
         self._json({})
@@ -334,27 +424,63 @@ class Handler(BaseHTTPRequestHandler):
 
     def _list_repos(self, repo_type: str) -> None:
         author, search = self.query.get("author"), (self.query.get("search") or "").lower()
-        limit = int(self.query.get("limit") or 1000)
+        try:
+            limit = int(self.query.get("limit") or 1000)
+        except ValueError:
+            raise HubError(400, f"limit must be an integer, got {self.query.get('limit')!r}") from None
+        wanted_tags = [t for t in (self.query.get("filter") or "").split(",") if t]
+        sort = self.query.get("sort")
+        if sort not in (None, "", "lastModified", "last_modified", "createdAt", "created_at", "id"):
+            raise HubError(400, f"sort={sort!r} is not supported by the local hub (lastModified, createdAt or id)")
         out = []
         for repo_id, meta in self.storage.list_repos(repo_type):
             if author and repo_id.split("/")[0] != author:
                 continue
             if search and search not in repo_id.lower():
                 continue
-            if meta.get("private") and not self.headers.get("Authorization"):
+            if meta.get("private") and not self._authorized():
                 continue
-            sha = self.storage.resolve(repo_type, repo_id, "main")
+            sha, tree = self.storage.tree(repo_type, repo_id, "main")
+            card = self._card_data(repo_type, repo_id, tree) or {}
+            tags = [str(t) for t in card.get("tags") or [] if isinstance(t, (str, int, float))]
+            tags += [str(card[k]) for k in ("library_name", "pipeline_tag", "license") if isinstance(card.get(k), str)]
+            if wanted_tags and not all(t in tags for t in wanted_tags):
+                continue
             out.append({"_id": hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()[:24], "id": repo_id,
                         "private": bool(meta.get("private")), "sha": sha, "createdAt": meta.get("createdAt"),
-                        "lastModified": self.storage.commit(repo_type, repo_id, sha)["date"], "tags": [],
+                        "lastModified": self.storage.commit(repo_type, repo_id, sha)["date"], "tags": tags,
                         "downloads": 0, "likes": 0})
-            if len(out) >= limit:
-                break
+        if str(self.query.get("gated", "")).lower() == "true":
+            out = []  # the local hub has no gated repos
+        if sort:
+            key = {"lastModified": "lastModified", "last_modified": "lastModified", "createdAt": "createdAt",
+                   "created_at": "createdAt", "id": "id"}[sort]
+            out.sort(key=lambda r: str(r.get(key) or ""), reverse=str(self.query.get("direction", "-1")) == "-1")
+        self._json(out[:max(limit, 0)])
+
+    def _user_repos(self, namespace: str) -> None:
+        """``list_user_repos`` / ``hf repos ls``: every repo of a namespace with its storage (the token's owner
+        sees its private repos)."""
+        self._require_token("listing your repositories")
+        out = []
+        for repo_type in ("model", "dataset"):
+            for repo_id, meta in self.storage.list_repos(repo_type):
+                if repo_id.split("/")[0] != namespace:
+                    continue
+                sha, tree = self.storage.tree(repo_type, repo_id, "main")
+                out.append({"id": repo_id, "type": repo_type, "updatedAt": self.storage.commit(repo_type, repo_id, sha)["date"],
+                            "visibility": "private" if meta.get("private") else "public",
+                            "storage": sum(e["size"] for e in tree.values())})
+        total = sum(r["storage"] for r in out) or 1
+        for r in out:
+            r["storagePercent"] = 100.0 * r["storage"] / total
         self._json(out)
 
     def _settings(self, repo_type: str, repo_id: str, args: list[str], raw: list[str]) -> None:
         body = self._json_body()
-        self._check_access(repo_type, repo_id)
+        self._check_access(repo_type, repo_id, write=True)
+        if body.get("gated") not in (None, False):
+            raise HubError(400, "gated repos are not supported by the local hub")
         if "private" in body or "visibility" in body:
             self.storage.set_private(repo_type, repo_id, bool(body.get("private", body.get("visibility") == "private")))
         self._json({})
@@ -508,7 +634,10 @@ class Handler(BaseHTTPRequestHandler):
                     {"name": n, "ref": f"refs/tags/{n}", "targetCommit": t["target"]} for n, t in sorted(refs["tags"].items())
                 ],
                 "converts": [],
-                "pullRequests": [],
+                "pullRequests": [
+                    {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": t}
+                    for n, t in sorted(refs.get("prs", {}).items(), key=lambda kv: int(kv[0]))
+                ] if str(self.query.get("include_prs", "")).lower() in ("1", "true") else None,
             }
         )
 
@@ -532,7 +661,7 @@ class Handler(BaseHTTPRequestHandler):
     # --------------------------------------------------------------- refs
     def _branch(self, repo_type: str, repo_id: str, args: list[str], raw: list[str]) -> None:
         name = "/".join(args)
-        self._check_access(repo_type, repo_id)
+        self._check_access(repo_type, repo_id, write=True)
         if self.command == "DELETE":
             self._body()
             self.storage.delete_branch(repo_type, repo_id, name)
@@ -544,7 +673,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json({"name": name, "targetCommit": sha})
 
     def _tag(self, repo_type: str, repo_id: str, args: list[str], raw: list[str]) -> None:
-        self._check_access(repo_type, repo_id)
+        self._check_access(repo_type, repo_id, write=True)
         if self.command == "DELETE":
             self._body()
             self.storage.delete_tag(repo_type, repo_id, "/".join(args))
@@ -559,9 +688,7 @@ class Handler(BaseHTTPRequestHandler):
     # --------------------------------------------------------------- uploads
     def _preupload(self, repo_type: str, repo_id: str, args: list[str], raw: list[str]) -> None:
         body = self._json_body()
-        self._check_access(repo_type, repo_id)
-        if self.query.get("create_pr"):
-            raise HubError(400, "Pull requests are not supported by the local hub")
+        self._check_access(repo_type, repo_id, write=True)
         _, tree = self.storage.tree(repo_type, repo_id, args[0])
         out = []
         for f in body.get("files") or []:
@@ -580,51 +707,85 @@ class Handler(BaseHTTPRequestHandler):
 
     def _commit(self, repo_type: str, repo_id: str, args: list[str], raw: list[str]) -> None:
         branch = args[0]
-        raw_body = self._body()
-        self._check_access(repo_type, repo_id)
-        if self.query.get("create_pr"):
-            raise HubError(400, "Pull requests are not supported by the local hub")
-        header: dict | None = None
-        ops: list[dict] = []
-        for n, line in enumerate(raw_body.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                raise HubError(400, f"Invalid NDJSON on line {n + 1}") from None
-            if not isinstance(item, dict):
-                raise HubError(400, f"Invalid NDJSON item on line {n + 1}")
-            if item.get("key") == "header":
-                header = item.get("value") or {}
-            else:
-                ops.append(item)
+        self._check_access(repo_type, repo_id, write=True)  # before reading a body of up to max_commit_bytes
+        create_pr = str(self.query.get("create_pr", "")).lower() in ("1", "true")
+        header, ops = self._read_commit_payload()
         if header is None:
             raise HubError(400, "Commit payload has no header line")
         summary = str(header.get("summary") or "").strip()
         if not summary:
             raise HubError(400, "Commit summary is empty")
         parent = header.get("parentCommit")
+        if parent is not None and not (isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{40}", parent)):
+            raise HubError(400, f"parentCommit must be a 40-character commit sha, got {parent!r}")
         sha = self.storage.create_commit(
-            repo_type, repo_id, branch, ops, summary, str(header.get("description") or ""), parent
+            repo_type, repo_id, branch, ops, summary, str(header.get("description") or ""), parent, create_pr=create_pr
         )
         log.info("local hub: commit %s on %s %s@%s (%d operations)", sha[:10], repo_type, repo_id, branch, len(ops))
+        pr = self.storage.pull_request_of(repo_type, repo_id, sha)
         self._json(
             {
                 "commitUrl": f"{self._base()}/{_URL_PREFIX[repo_type]}{repo_id}/commit/{sha}",
                 "commitOid": sha,
                 "success": True,
-                "pullRequestUrl": None,
+                "pullRequestUrl": f"{self._base()}/{_URL_PREFIX[repo_type]}{repo_id}/discussions/{pr}" if pr else None,
             }
         )
+
+    def _read_commit_payload(self) -> tuple[dict | None, list[dict]]:
+        """The NDJSON commit body, streamed to a temporary file (a commit of regular files may be far larger than
+        memory or the JSON cap); each regular file is decoded and stored as its line is read, so only one
+        file's bytes are held at a time."""
+        import base64
+        import binascii
+        import tempfile
+
+        header: dict | None = None
+        ops: list[dict] = []
+        with tempfile.TemporaryFile(dir=self.storage.root / "tmp", prefix=f"{os.getpid()}-commit-") as spool:
+            for chunk in self._iter_body(self.server.max_commit_bytes):
+                spool.write(chunk)
+            spool.seek(0)
+            for n, line in enumerate(spool, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise HubError(400, f"Invalid NDJSON on line {n}") from None
+                if not isinstance(item, dict) or not isinstance(item.get("value", {}), dict):
+                    raise HubError(400, f"Invalid NDJSON item on line {n}")
+                key = item.get("key")
+                if key == "header":
+                    header = item.get("value") or {}
+                    continue
+                if key not in ("file", "lfsFile", "deletedFile", "deletedFolder"):
+                    raise HubError(400, f"Unknown commit operation {key!r} on line {n}")
+                value = item.get("value") or {}
+                if key == "file":
+                    path = validate_path(value.get("path", ""))
+                    if value.get("encoding", "base64") != "base64":
+                        raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
+                    try:
+                        data = base64.b64decode(value.get("content", ""), validate=True)
+                    except (binascii.Error, ValueError, TypeError):
+                        raise HubError(400, f"Invalid base64 content for {path}") from None
+                    item = {"key": "storedFile", "value": {"path": path, "entry": self.storage.entry_for_bytes(data)}}
+                ops.append(item)
+        return header, ops
 
     def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
         validate_repo_id(repo_id)
         body = self._json_body()
-        self._check_access(repo_type, repo_id)
         operation = body.get("operation", "upload")
+        self._check_access(repo_type, repo_id, write=operation != "download")
+        if not isinstance(body.get("objects") or [], list):
+            raise HubError(400, "'objects' must be a list")
+        in_repo = self._repo_oids(repo_type, repo_id) if operation == "download" else set()
         objects = []
         for obj in body.get("objects") or []:
+            if not isinstance(obj, dict):
+                raise HubError(400, "every LFS object must be an object with oid and size")
             oid, size = str(obj.get("oid", "")), obj.get("size")
             entry: dict[str, Any] = {"oid": oid, "size": size if isinstance(size, int) else -1}
             if not re.fullmatch(r"[0-9a-f]{64}", oid) or not isinstance(size, int) or size < 0:
@@ -634,11 +795,15 @@ class Handler(BaseHTTPRequestHandler):
                     entry["error"] = {"code": 413, "message": f"Object larger than the local hub limit ({self.server.max_lfs_bytes} bytes)"}
                 elif not self.storage.has_object(oid, size):
                     entry["authenticated"] = True
-                    entry["actions"] = {"upload": {"href": f"{self._base()}/lfs-objects/{oid}/{size}", "expires_in": 86400}}
+                    q = self._signed_query("upload", f"{oid}/{size}", repo_type, repo_id)
+                    entry["actions"] = {"upload": {"href": f"{self._base()}/lfs-objects/{oid}/{size}?{q}",
+                                                   "expires_in": 86400}}
             elif operation == "download":
-                if self.storage.has_object(oid, size):
+                if oid in in_repo and self.storage.has_object(oid, size):
                     entry["authenticated"] = True
-                    entry["actions"] = {"download": {"href": f"{self._base()}/lfs-objects/{oid}", "expires_in": 86400}}
+                    q = self._signed_query("download", oid, repo_type, repo_id)
+                    entry["actions"] = {"download": {"href": f"{self._base()}/lfs-objects/{oid}?{q}",
+                                                     "expires_in": 86400}}
                 else:
                     entry["error"] = {"code": 404, "message": "Object does not exist"}
             else:
@@ -647,10 +812,28 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode(),
                    ctype="application/vnd.git-lfs+json")
 
+    def _repo_oids(self, repo_type: str, repo_id: str) -> set[str]:
+        """sha256 of every file on a branch or tag of the repo (what a reader of the repo may fetch)."""
+        refs = self.storage.refs(repo_type, repo_id)
+        heads = set(refs["branches"].values()) | {t["target"] for t in refs["tags"].values()}
+        return {e["sha256"] for sha in heads for e in self.storage.commit(repo_type, repo_id, sha)["tree"].values()}
+
+    def _check_signature(self, action: str, oid: str) -> None:
+        """LFS object links are valid only as signed by the batch API, for a repo that still exists."""
+        repo, exp, sig = self.query.get("repo", ""), self.query.get("exp", ""), self.query.get("sig", "")
+        repo_type, _, repo_id = repo.partition(":")
+        good = hmac.compare_digest(sig.encode(), self._sign(action, oid, repo_type, repo_id, exp).encode())
+        if not good or not exp.isdigit() or int(exp) < time.time():
+            raise HubError(403, "LFS object links come from the batch API of a repo you may access (missing, "
+                                "invalid or expired signature)")
+        if self.storage.repo_meta(repo_type, repo_id) is None:
+            raise HubError(404, f"Repository not found: {repo_id}", "RepoNotFound")
+
     def _lfs_object(self, method: str, args: list[str]) -> None:
         oid = args[0]
         if not re.fullmatch(r"[0-9a-f]{64}", oid):
             raise HubError(400, f"Invalid oid {oid!r}")
+        self._check_signature("upload" if method == "PUT" else "download", oid if len(args) == 1 else f"{oid}/{args[1]}")
         if method == "PUT" and len(args) == 2:
             try:
                 size = int(args[1])
@@ -785,11 +968,12 @@ class HubServer:
         self.url = httpd.url
         self.storage = httpd.storage
         self.unknown_routes: list[str] = httpd.unknown_routes  # "METHOD /path" of every unimplemented call
+        self.token: str = httpd.token  # required for writes and private reads (Authorization: Bearer)
 
     @property
     def env(self) -> dict[str, str]:
-        """Environment variables that point the Hugging Face clients at this server."""
-        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "local-dummy-token"}
+        """Environment variables that point the Hugging Face clients at this server (with its token)."""
+        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": self.token}
 
     def serve_forever(self) -> None:
         self._httpd.serve_forever()
@@ -815,7 +999,10 @@ def serve(
     allow_non_loopback: bool = False,
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     max_lfs_bytes: int = DEFAULT_MAX_LFS_BYTES,
+    max_commit_bytes: int = DEFAULT_MAX_COMMIT_BYTES,
     background: bool = True,
+    token: str | None = None,
+    socket_timeout: float = 120.0,
 ) -> HubServer:
     """Start the local hub on ``host:port`` (0 = a free port) serving ``root``.
 
@@ -836,10 +1023,18 @@ def serve(
     httpd.storage = storage
     httpd.max_json_bytes = int(max_json_bytes)
     httpd.max_lfs_bytes = int(max_lfs_bytes)
+    httpd.max_commit_bytes = int(max_commit_bytes)
     httpd.unknown_routes = []
     bound_host, bound_port = httpd.server_address[:2]
     shown = bound_host if ":" not in str(bound_host) else f"[{bound_host}]"
     httpd.url = f"http://{shown}:{bound_port}"
+    token = token or os.environ.get("POLYCLINIC_HUB_TOKEN") or f"local-hub-{secrets.token_urlsafe(24)}"
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise UserError("the local hub token must be at least 16 characters without spaces")
+    httpd.token, httpd.secret = token, secrets.token_bytes(32)
+    httpd.socket_timeout = float(socket_timeout)
+    names = {str(shown).lower(), str(host).lower()} | ({"127.0.0.1", "localhost", "[::1]"} if _is_loopback(host) else set())
+    httpd.allowed_hosts = {f"{n}:{bound_port}" for n in names}
     log.info("local Hub-compatible server (NOT the Hugging Face Hub) at %s, repositories under %s", httpd.url, storage.root)
     thread = None
     if background:

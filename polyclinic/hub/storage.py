@@ -7,12 +7,17 @@ Layout under ``root``::
     repos/<type>s/<ns>/<name>/
         repo.json                     {"id", "type", "private", "createdAt"}
         refs.json                     {"branches": {name: sha}, "tags": {name: {"target", "message"}}}
-        commits/<sha>.json            immutable snapshot: parents, message, date, tree {path: entry}
+        commits/<sha>.json            immutable: parents, message, date, tree_chunks [sha256 of tree chunks]
         .lock                         fcntl lock taken while refs change
 
 A commit is written (atomically) before the ref that points to it, so a crash mid-commit leaves the
 previous revision intact (at worst an unreferenced commit file). The commit id is the sha1 of the
 canonical JSON of tree + parents + message + date, like git's (a different hash, same idea).
+Trees are stored by content, incrementally: the sorted entries are cut into chunks at content-defined
+boundaries (a path whose hash ends in six zero bits closes a chunk), each chunk a JSON object in
+``objects/``; a commit that changes one file of a 2,000-file repo writes one new chunk of about 32
+entries instead of the whole tree. (Commits written before this layout keep an inline ``tree`` and still
+read.) Partial uploads carry the writer's pid; on start those of dead processes are removed at once.
 A tree entry is ``{"size", "sha256", "oid", "lfs"}`` where ``oid`` is git's blob sha1 of the content
 (regular files) or of the LFS pointer (LFS files), as the real Hub reports them.
 """
@@ -141,17 +146,21 @@ class Storage:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._clean_stale_tmp()
         self._locks: dict[str, threading.RLock] = {}
+        self._chunk_cache: dict[str, dict] = {}
         self._locks_guard = threading.Lock()
 
     def _clean_stale_tmp(self, max_age_s: float = 3600.0) -> None:
-        """Drop partial uploads left by a crashed server (older than ``max_age_s``; they were never published)."""
+        """Drop partial uploads that were never published: at once when the process that wrote them is gone
+        (``<pid>-`` prefix), else after ``max_age_s`` (files of unknown origin)."""
         import shutil
         import time
 
         cutoff = time.time() - max_age_s
         for p in (self.root / "tmp").iterdir():
             with contextlib.suppress(OSError):
-                if p.lstat().st_mtime < cutoff:
+                pid = p.name.split("-", 1)[0]
+                dead = pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+                if dead or p.lstat().st_mtime < cutoff:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
     # ---------------------------------------------------------------- objects
@@ -170,7 +179,7 @@ class Storage:
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if not self.has_object(sha, len(data)):
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             self._publish(tmp, sha)
@@ -179,7 +188,7 @@ class Storage:
     def put_stream(self, reader: Iterator[bytes], expected_sha256: str, expected_size: int) -> bool:
         """Store a streamed upload after checking its sha256 and size. Returns False when it was already stored."""
         target = self.object_path(expected_sha256)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{expected_sha256[:12]}.")
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-{expected_sha256[:12]}.")
         h = hashlib.sha256()
         size = 0
         try:
@@ -299,15 +308,45 @@ class Storage:
     def commit(self, repo_type: str, repo_id: str, sha: str) -> dict:
         path = self.repo_dir(repo_type, repo_id) / "commits" / f"{sha}.json"
         try:
-            return json.loads(path.read_text("utf-8"))
+            data = json.loads(path.read_text("utf-8"))
         except FileNotFoundError:
             raise HubError(404, f"Revision not found: {sha}", "RevisionNotFound") from None
+        if "tree_chunks" in data:
+            tree: dict[str, dict] = {}
+            for chunk in data.pop("tree_chunks"):
+                tree.update(self._tree_chunk(chunk))
+            data["tree"] = tree
+        return data
+
+    def _tree_chunk(self, sha: str) -> dict:
+        cached = self._chunk_cache.get(sha)
+        if cached is None:
+            cached = json.loads(self.object_path(sha).read_text("utf-8"))
+            if len(self._chunk_cache) > 4096:
+                self._chunk_cache.clear()
+            self._chunk_cache[sha] = cached
+        return cached
+
+    def _store_tree(self, tree: dict) -> list[str]:
+        """Content-defined chunks of the sorted tree, each stored once as an object (see the module docstring)."""
+        chunks, current = [], {}
+        for path in sorted(tree):
+            current[path] = tree[path]
+            if hashlib.sha1(path.encode()).digest()[-1] & 0x3F == 0:
+                chunks.append(current)
+                current = {}
+        if current or not chunks:
+            chunks.append(current)
+        return [self.put_bytes(json.dumps(c, sort_keys=True, separators=(",", ":")).encode()) for c in chunks]
 
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> str:
-        """Branch, tag, ``refs/heads/x``, ``refs/tags/x`` or full commit sha -> commit sha."""
+        """Branch, tag, ``refs/heads/x``, ``refs/tags/x``, ``refs/pr/N``, a full or unique short sha -> commit sha."""
         refs = self.refs(repo_type, repo_id)
         rev = revision
-        if rev.startswith("refs/heads/"):
+        if rev.startswith("refs/pr/"):
+            if rev[len("refs/pr/"):] in refs.get("prs", {}):
+                return refs["prs"][rev[len("refs/pr/"):]]
+        elif rev.startswith("refs/heads/"):
             rev = rev[len("refs/heads/"):]
             if rev in refs["branches"]:
                 return refs["branches"][rev]
@@ -322,6 +361,13 @@ class Storage:
                 return refs["tags"][rev]["target"]
             if _SHA1.match(rev) and (self.repo_dir(repo_type, repo_id) / "commits" / f"{rev}.json").exists():
                 return rev
+            if re.fullmatch(r"[0-9a-f]{7,39}", rev):  # a short sha, as git and the Hub accept
+                found = [p.stem for p in (self.repo_dir(repo_type, repo_id) / "commits").glob(f"{rev}*.json")]
+                if len(found) == 1:
+                    return found[0]
+                if len(found) > 1:
+                    raise HubError(400, f"Ambiguous short revision {revision!r} ({len(found)} commits match)",
+                                   "RevisionNotFound")
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
     def tree(self, repo_type: str, repo_id: str, revision: str) -> tuple[str, dict[str, dict]]:
@@ -346,6 +392,7 @@ class Storage:
         title: str,
         message: str = "",
         parent_commit: str | None = None,
+        create_pr: bool = False,
     ) -> str:
         """Apply ``operations`` (``{"key": "file"|"lfsFile"|"deletedFile"|"deletedFolder", "value": {...}}``) on
         top of ``branch`` and move the branch. Raises :class:`HubError` (412 on a stale ``parent_commit``)."""
@@ -381,6 +428,11 @@ class Storage:
                     raise HubError(422, f"LFS object {oid} for {path} has size {size}, commit says {value['size']}")
                 ptr = lfs_pointer(oid, size)
                 prepared.append((key, path, {"size": size, "sha256": oid, "oid": git_blob_sha1(ptr), "lfs": True}))
+            elif key == "storedFile":
+                entry = value["entry"]
+                if not self.has_object(entry["sha256"], entry["size"]):
+                    raise HubError(500, f"stored file for {path} disappeared")
+                prepared.append(("file", path, entry))
             elif key in ("deletedFile", "deletedFolder"):
                 prepared.append((key, path, None))
             else:
@@ -388,11 +440,20 @@ class Storage:
 
         with self._locked(rdir):
             refs = self.refs(repo_type, repo_id)
-            if branch not in refs["branches"]:
+            prs = refs.setdefault("prs", {})
+            pr_number = None
+            if branch.startswith("refs/pr/") and branch[len("refs/pr/"):] in prs:  # a commit to an open PR
+                pr_number = branch[len("refs/pr/"):]
+                head = prs[pr_number]
+            elif create_pr:  # a new pull request refs/pr/N on top of the revision
+                head = self.resolve(repo_type, repo_id, branch)
+                pr_number = str(max((int(k) for k in prs), default=0) + 1)
+            elif branch not in refs["branches"]:
                 if branch in refs["tags"] or _SHA1.match(branch):
                     raise HubError(400, f"Cannot commit to {branch!r}: not a branch")
                 raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
-            head = refs["branches"][branch]
+            else:
+                head = refs["branches"][branch]
             if parent_commit and not head.startswith(parent_commit.lower()):
                 raise HubError(
                     412, f"A commit has happened since {parent_commit} (head of {branch} is {head}). Refresh and retry."
@@ -418,9 +479,17 @@ class Storage:
                     for p in doomed:
                         del tree[p]
             sha = self._write_commit(rdir, tree=tree, parents=[head], title=title, message=message)
-            refs["branches"][branch] = sha
+            if pr_number is not None:
+                prs[pr_number] = sha
+            else:
+                refs["branches"][branch] = sha
             _write_json(rdir / "refs.json", refs)
             return sha
+
+    def pull_request_of(self, repo_type: str, repo_id: str, sha: str) -> int | None:
+        prs = self.refs(repo_type, repo_id).get("prs", {})
+        found = [int(n) for n, target in prs.items() if target == sha]
+        return max(found) if found else None
 
     def create_branch(self, repo_type: str, repo_id: str, name: str, starting_point: str | None = None) -> str:
         validate_ref_name(name)
@@ -471,6 +540,11 @@ class Storage:
         sha = self.put_bytes(data)
         return {"size": len(data), "sha256": sha, "oid": git_blob_sha1(data), "lfs": lfs}
 
+    def entry_for_bytes(self, data: bytes) -> dict:
+        """Store a regular file's bytes now; the entry goes into a later commit as ``storedFile`` (the server
+        converts ``file`` operations while streaming a commit; clients cannot send ``storedFile``)."""
+        return self._entry_for_bytes(data, lfs=False)
+
     def _write_commit(
         self, rdir: Path, tree: dict, parents: list[str], title: str, message: str, authors: list[str] | None = None
     ) -> str:
@@ -480,11 +554,21 @@ class Storage:
             "message": message,
             "date": now_iso(),
             "authors": authors or [LOCAL_USER],
-            "tree": {k: tree[k] for k in sorted(tree)},
+            "tree_chunks": self._store_tree(tree),
         }
         sha = hashlib.sha1(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         _write_json(rdir / "commits" / f"{sha}.json", {"id": sha, **body})
         return sha
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_json(path: Path, obj: Any) -> None:
