@@ -305,3 +305,12 @@ def test_trained_tokenizer_holds_no_build_paths(tmp_path, capsys):
 
     assert _files_containing(out, tempfile.gettempdir() + "/") == []
     assert _files_containing(out, ".tmp-") == []
+
+
+def test_card_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    from polyclinic.cli import main
+
+    (tmp_path / "a_file").write_text("x")
+    assert main(["card", str(tmp_path / "a_file"), "--kind", "mt5"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a finished mt5 run folder" in err and "Traceback" not in err

@@ -77,6 +77,10 @@ def main(argv: list[str], prog: str) -> int:
         spec = ArtefactSpec(kind=args.kind, path=str(path), repo_id=args.repo_id or f"local/{path.resolve().name}",
                             license=args.license, languages=args.language, tags=args.tag, base_model=args.base_model,
                             datasets=args.dataset, card_template=args.template)
+    if spec.kind in MODEL_KINDS and not (Path(path) / "final").is_dir():
+        raise UserError(f"{path} is not a finished {spec.kind} run folder (it needs final/ with the weights and eval/)")
+    if spec.kind not in MODEL_KINDS and not Path(path).is_dir():
+        raise UserError(f"{path} is not a dataset folder")
     if spec.kind in MODEL_KINDS:
         verification = None
         if not args.no_verification_slice:

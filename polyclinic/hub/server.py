@@ -1011,8 +1011,9 @@ def serve(
     """
     if not _is_loopback(host) and not allow_non_loopback:
         raise UserError(
-            f"refusing to bind the local hub to {host!r}: it has no authentication. Use 127.0.0.1 (default), "
-            "or pass --allow-non-loopback if you really want other machines to reach it."
+            f"refusing to bind the local hub to {host!r}: it serves plain HTTP (the token travels unencrypted) and "
+            "public repos need no token. Use 127.0.0.1 (default), or pass --allow-non-loopback if you really want "
+            "other machines to reach it."
         )
     root = Path(root)
     storage = Storage(root)
