@@ -120,7 +120,8 @@ def atomic_directory(final: str | Path, overwrite: bool = True) -> Iterator[Path
             raise
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (leftovers of dead writers may be removed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +138,7 @@ def _clean_dead_siblings(final: Path) -> None:
     for kind in (".tmp-", ".old-"):
         for child in final.parent.glob(f"{final.name}{kind}*"):
             suffix = child.name[len(final.name) + len(kind):]
-            if suffix.isdigit() and int(suffix) != os.getpid() and not _pid_alive(int(suffix)):
+            if suffix.isdigit() and int(suffix) != os.getpid() and not pid_alive(int(suffix)):
                 if child.is_dir():
                     shutil.rmtree(child, ignore_errors=True)
                 else:

@@ -36,7 +36,7 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from polyclinic.io import atomic_write_text
+from polyclinic.io import atomic_write_text, pid_alive
 
 REPO_TYPES = ("model", "dataset", "space")
 LOCAL_USER = "local-user"
@@ -159,7 +159,7 @@ class Storage:
         for p in (self.root / "tmp").iterdir():
             with contextlib.suppress(OSError):
                 pid = p.name.split("-", 1)[0]
-                dead = pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+                dead = pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
                 if dead or p.lstat().st_mtime < cutoff:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
@@ -559,16 +559,6 @@ class Storage:
         sha = hashlib.sha1(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         _write_json(rdir / "commits" / f"{sha}.json", {"id": sha, **body})
         return sha
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_json(path: Path, obj: Any) -> None:
