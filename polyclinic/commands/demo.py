@@ -264,7 +264,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  polyclinic demo --output runs/demo            # what `make demo` runs\n"
-        "  polyclinic demo --stages corpus tokenizer pretrain --pretrain-override max_steps=50\n"
+        "  polyclinic demo --stages corpus tokenizer pretrain --pretrain-override training.max_steps=50\n"
         "  polyclinic demo --stages classifier --classifier-override epochs=3",
     )
     parser.add_argument("--output", type=Path, default=Path("runs/demo"), help="folder for every demo artefact")
