@@ -152,3 +152,30 @@ def test_classifier_release_round_trip_on_local_hub(local_hub, tmp_path, tiny_en
     (snippet,) = extract_python_snippets(card)
     proc = local_hub.run_python(snippet)
     assert "'label':" in proc.stdout
+
+
+def test_two_cpu_ranks_through_accelerate_launch(tmp_path, tiny_encoder):
+    """training/train_classifier.py under `accelerate launch` with 2 real CPU ranks: one run folder, written by
+    rank 0, with the verified-subset evaluation and a pipeline-loadable final/."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("accelerate CLI not found")
+    tdir = make_llm_teacher(tmp_path)
+    out = tmp_path / "student"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    cmd = [accelerate, "launch", "--config_file", str(root / "accelerate_configs" / "cpu_2ranks.yaml"),
+           "--main_process_port", "29541", str(root / "training" / "train_classifier.py"),
+           str(root / "recipes" / "classifier" / "demo.yaml"), f"teacher_dir={tdir}", f"output_dir={out}",
+           f"base_model={tiny_encoder}", "max_steps=2", "eval_steps=2", "batch_size=4"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=540, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 2
+    assert (out / "final" / "COMPLETE").exists() and (out / "eval" / "student.json").is_file()
+    assert verify_classifier(out / "final")["ok"]

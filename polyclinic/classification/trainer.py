@@ -196,13 +196,16 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     if is_complete(out / "final") and done.is_file() and not force and read_json(done).get("inputs_hash") == digest:
         log.info("student already trained at %s (config and inputs unchanged; --force to retrain)", out)
         return read_json(done)
+    main = _is_main_process()
     stamp = out / "resume_hash"
-    if (out / "checkpoints").exists() and (force or not stamp.is_file() or stamp.read_text().strip() != resume_digest):
-        log.info("clearing %s: trained on other labels, base model or settings (or --force)", out / "checkpoints")
-        shutil.rmtree(out / "checkpoints")
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(resume_digest + "\n")
-    save_config(cfg, out / "config.yaml")
+    if main:  # one rank changes the run folder; the others wait at the barrier below
+        if (out / "checkpoints").exists() and (force or not stamp.is_file() or stamp.read_text().strip() != resume_digest):
+            log.info("clearing %s: trained on other labels, base model or settings (or --force)", out / "checkpoints")
+            shutil.rmtree(out / "checkpoints")
+        out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(resume_digest + "\n")
+        save_config(cfg, out / "config.yaml")
+    _barrier()
     base = cfg.base_model or default_base_model()
     data = prepare_data(cfg)
     if cfg.filter.confident_learning:
@@ -252,6 +255,9 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     result = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - t0
     model = trainer.model
+    if not trainer.is_world_process_zero():  # rank 0 evaluates and writes final/, eval/ and the records
+        trainer.accelerator.wait_for_everyone()
+        return {"global_step": int(trainer.state.global_step), "rank": trainer.args.process_index}
 
     preds, _ = predict(model, tok, [r["text"] for r in data["test"]], names, multi, cfg.eval_batch_size, cfg.max_length)
     slice_rows = data["test"][:VERIFICATION_SLICE]
@@ -278,8 +284,10 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     }
     from polyclinic.manifest import write_manifest, write_metrics
 
+    metrics["world_size"] = trainer.args.world_size
     write_metrics(out, metrics, merge=False)
     write_manifest(out, "classifier-train", cfg, {"teacher": cfg.teacher_dir, "base_model": base})
+    trainer.accelerator.wait_for_everyone()
     return metrics
 
 
@@ -324,6 +332,26 @@ def inputs_hash(cfg: ClassifierConfig, for_resume: bool = False) -> str:
     blob = {"config": conf, "teacher_files": files,
             "base_model": fingerprint_path(base) if Path(base).exists() else base}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _is_main_process() -> bool:
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: set up the process group now
+        from accelerate import PartialState
+
+        return PartialState().is_main_process
+    return True
+
+
+def _barrier() -> None:
+    """Wait for every rank when launched with several processes (``accelerate launch``); no-op otherwise."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def _has_gpu() -> bool:

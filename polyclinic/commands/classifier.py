@@ -64,6 +64,8 @@ def main(argv: list[str], prog: str = "polyclinic classifier") -> int:
             print(config_to_yaml(cfg))
             return 0
         m = train(cfg, force=args.force)
+        if "student" not in m:  # another rank of `accelerate launch`: rank 0 reports
+            return 0
         print(json.dumps({k: m[k] for k in ("train_examples", "verified_examples", "dropped", "global_step",
                                             "student", "per_class_f1")}, indent=2))
         return 0
