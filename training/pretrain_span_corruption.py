@@ -19,15 +19,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from polyclinic.commands.pretrain import main as command_main
-    from polyclinic.errors import UserError
-    from polyclinic.logging_utils import setup_logging
+    from polyclinic.distributed import run_training_script
 
-    setup_logging()
-    try:
-        return command_main(sys.argv[1:] if argv is None else argv, prog="pretrain_span_corruption.py")
-    except UserError as exc:
-        print(f"pretrain_span_corruption.py: error: {exc}", file=sys.stderr)
-        return 2
+    return run_training_script(command_main, sys.argv[1:] if argv is None else argv, "pretrain_span_corruption.py")
 
 
 if __name__ == "__main__":

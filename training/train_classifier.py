@@ -18,26 +18,11 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     from polyclinic.commands.classifier import main as command_main
-    from polyclinic.errors import UserError
-    from polyclinic.logging_utils import setup_logging
+    from polyclinic.distributed import run_training_script
 
-    setup_logging()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "ACCELERATE_USE_CPU" not in os.environ:
-        import torch
-
-        if not torch.cuda.is_available():  # several ranks on a machine without GPUs: CPU (gloo)
-            os.environ["ACCELERATE_USE_CPU"] = "true"
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("train", "-h", "--help"):
-        argv = ["train", *argv]
-    try:
-        return command_main(argv, prog="train_classifier.py")
-    except UserError as exc:
-        print(f"train_classifier.py: error: {exc}", file=sys.stderr)
-        return 2
+    return run_training_script(command_main, sys.argv[1:] if argv is None else argv, "train_classifier.py",
+                               default_action="train", actions=("train",))
 
 
 if __name__ == "__main__":

@@ -18,32 +18,12 @@ from __future__ import annotations
 import sys
 
 
-def _cpu_ranks() -> None:
-    """Several ranks on a machine without GPUs (accelerate_configs/cpu_2ranks.yaml): run them on CPU (gloo)."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "ACCELERATE_USE_CPU" not in os.environ:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ["ACCELERATE_USE_CPU"] = "true"
-
-
 def main(argv: list[str] | None = None) -> int:
     from polyclinic.commands.encoder import main as command_main
-    from polyclinic.errors import UserError
-    from polyclinic.logging_utils import setup_logging
+    from polyclinic.distributed import run_training_script
 
-    setup_logging()
-    _cpu_ranks()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("train", "average", "distill", "-h", "--help"):
-        argv = ["train", *argv]
-    try:
-        return command_main(argv, prog="train_encoder.py")
-    except UserError as exc:
-        print(f"train_encoder.py: error: {exc}", file=sys.stderr)
-        return 2
+    return run_training_script(command_main, sys.argv[1:] if argv is None else argv, "train_encoder.py",
+                               default_action="train", actions=("train", "average", "distill"))
 
 
 if __name__ == "__main__":

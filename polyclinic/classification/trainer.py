@@ -196,7 +196,9 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
     if is_complete(out / "final") and done.is_file() and not force and read_json(done).get("inputs_hash") == digest:
         log.info("student already trained at %s (config and inputs unchanged; --force to retrain)", out)
         return read_json(done)
-    main = _is_main_process()
+    from polyclinic.distributed import is_main_process, wait_for_everyone
+
+    main = is_main_process()
     stamp = out / "resume_hash"
     if main:  # one rank changes the run folder; the others wait at the barrier below
         if (out / "checkpoints").exists() and (force or not stamp.is_file() or stamp.read_text().strip() != resume_digest):
@@ -205,7 +207,7 @@ def train(cfg: ClassifierConfig, force: bool = False) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         stamp.write_text(resume_digest + "\n")
         save_config(cfg, out / "config.yaml")
-    _barrier()
+    wait_for_everyone()
     base = cfg.base_model or default_base_model()
     data = prepare_data(cfg)
     if cfg.filter.confident_learning:
@@ -332,26 +334,6 @@ def inputs_hash(cfg: ClassifierConfig, for_resume: bool = False) -> str:
     blob = {"config": conf, "teacher_files": files,
             "base_model": fingerprint_path(base) if Path(base).exists() else base}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _is_main_process() -> bool:
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: set up the process group now
-        from accelerate import PartialState
-
-        return PartialState().is_main_process
-    return True
-
-
-def _barrier() -> None:
-    """Wait for every rank when launched with several processes (``accelerate launch``); no-op otherwise."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
 
 
 def _has_gpu() -> bool:

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from polyclinic.distributed import is_main_process, process_state, wait_for_everyone  # noqa: F401 (re-exported)
 from polyclinic.config import config_hash, save_config
 from polyclinic.encoders.config import PHASE_ORDER, EncoderConfig, TrainSettings, check_runtime, normalize_phase
 from polyclinic.errors import UserError
@@ -42,20 +43,6 @@ log = get_logger("encoders.trainer")
 
 
 # --------------------------------------------------------------------------------------------- process
-def _state():
-    from accelerate import PartialState
-
-    return PartialState()
-
-
-def is_main_process() -> bool:
-    return _state().is_main_process
-
-
-def wait_for_everyone() -> None:
-    _state().wait_for_everyone()
-
-
 # --------------------------------------------------------------------------------------------- runner
 def _complete_marker_callback():
     from transformers import TrainerCallback
@@ -180,7 +167,7 @@ def save_model_atomic(model, final: str | Path, trainer=None) -> Path:
     weights), the main rank marks it complete and renames it into place.
     """
     final = Path(final)
-    state = _state()
+    state = process_state()
     if state.num_processes == 1 or trainer is None:
         if state.is_main_process:
             with atomic_directory(final) as tmp:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from polyclinic.distributed import use_cpu_ranks_without_gpu
 from polyclinic.errors import UserError
 from polyclinic.io import atomic_directory
 from polyclinic.logging_utils import get_logger, setup_logging
@@ -56,7 +57,7 @@ def make_accelerator(cfg: PretrainConfig, with_trackers: bool = True):
     from accelerate.utils import ProjectConfiguration
 
     refuse_fp16(cfg)
-    _cpu_multi_process_env()
+    use_cpu_ranks_without_gpu()
     run_dir = Path(cfg.run_dir)
     kwargs: dict[str, Any] = dict(
         gradient_accumulation_steps=cfg.training.gradient_accumulation_steps,
@@ -92,16 +93,6 @@ def make_accelerator(cfg: PretrainConfig, with_trackers: bool = True):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return accelerator
-
-
-def _cpu_multi_process_env() -> None:
-    """accelerate 1.15's launcher starts several CPU processes only for a multi-GPU-type config (MULTI_CPU
-    configs go to its single-process launcher) and does not forward ``use_cpu`` to them; without
-    ``ACCELERATE_USE_CPU`` each rank would then train alone. Several ranks and no GPU means CPU (gloo) ranks."""
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if (world > 1 and "ACCELERATE_USE_CPU" not in os.environ and not torch.cuda.is_available()
-            and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true"):
-        os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
 def reset_accelerate_state() -> None:
