@@ -92,32 +92,22 @@ def atomic_directory(final: str | Path, overwrite: bool = True) -> Iterator[Path
     try:
         yield tmp
         (tmp / COMPLETE_MARKER).write_text("ok\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        if not overwrite:
-            shutil.rmtree(tmp)
-            raise FileExistsError(f"{final} already exists")
-        trash = final.with_name(f"{final.name}.old-{os.getpid()}")
-        try:
+        if final.exists():
+            if not overwrite:
+                raise FileExistsError(f"{final} already exists")
+            trash = final.with_name(f"{final.name}.old-{os.getpid()}")
             os.replace(final, trash)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        try:
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(trash, final)  # put the previous version back
+                raise
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
             os.replace(tmp, final)
-        except BaseException:
-            os.replace(trash, final)  # put the previous version back
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left behind (a kill is cleaned later)
+        raise
 
 
 def pid_alive(pid: int) -> bool:

@@ -32,22 +32,35 @@ _EDGE_BYTES = 1 << 20
 _file_cache: dict[tuple, str] = {}
 
 
-def _file_digest(f: Path) -> str:
+def _cached(f: Path, kind: str, compute) -> str:
+    """One in-process cache of file digests, keyed by path, inode, size, mtime and ctime (utime cannot forge ctime)."""
     st = f.stat()
-    key = (str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: utime cannot forge it
+    key = (kind, str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _file_cache:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            if st.st_size <= FULL_HASH_BYTES:
-                while chunk := fh.read(4 << 20):
-                    h.update(chunk)
-            else:  # a rewrite keeps neither size+mtime nor both ends: cheap for GB shards and weights
-                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-                h.update(fh.read(_EDGE_BYTES))
-                fh.seek(st.st_size - _EDGE_BYTES)
-                h.update(fh.read(_EDGE_BYTES))
-        _file_cache[key] = h.hexdigest()
+        _file_cache[key] = compute(st)
     return _file_cache[key]
+
+
+def file_sha256(f: str | Path) -> str:
+    """sha256 of the whole file (cached; see :func:`_cached`), for hashes that must name exact bytes (weights)."""
+    from polyclinic.io import sha256_file
+
+    return _cached(Path(f), "sha256", lambda st: sha256_file(f))
+
+
+def _file_digest(f: Path) -> str:
+    def compute(st) -> str:
+        if st.st_size <= FULL_HASH_BYTES:
+            return file_sha256(f)
+        h = hashlib.sha256()  # a rewrite keeps neither size+mtime nor both ends: cheap for GB shards and weights
+        with open(f, "rb") as fh:
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            h.update(fh.read(_EDGE_BYTES))
+            fh.seek(st.st_size - _EDGE_BYTES)
+            h.update(fh.read(_EDGE_BYTES))
+        return h.hexdigest()
+
+    return _cached(f, "fingerprint", compute)
 
 
 def fingerprint_path(path: str | Path, max_files: int = 10_000) -> str:

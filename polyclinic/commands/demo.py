@@ -48,16 +48,18 @@ def _stage_key(*parts) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _recorded_keys(out: Path) -> dict[str, str]:
+    """The input key each finished stage was built from (``out/stage_inputs.json``)."""
+    return read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
+
+
 def _up_to_date(out: Path, stage: str, key: str, folder: Path) -> bool:
-    """True when ``folder`` is complete and was built from inputs with this ``key`` (``out/stage_inputs.json``)."""
-    keys = read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
-    return is_complete(folder) and keys.get(stage) == key
+    """True when ``folder`` is complete and was built from inputs with this ``key``."""
+    return is_complete(folder) and _recorded_keys(out).get(stage) == key
 
 
 def _record_key(out: Path, stage: str, key: str) -> None:
-    keys = read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
-    keys[stage] = key
-    write_json(out / "stage_inputs.json", keys)
+    write_json(out / "stage_inputs.json", {**_recorded_keys(out), stage: key})
 
 
 def _banner(name: str, text: str) -> None:
@@ -113,8 +115,7 @@ def stage_pretrain(out: Path, force: bool, overrides: list[str]) -> dict:
     if _up_to_date(out, "pretrain", key, run / "final") and (run / "metrics.json").exists() and not force:
         log.info("pretraining already finished at %s on the same corpus, tokenizer and config", run)
         return read_json(run / "metrics.json")
-    keys = read_json(out / "stage_inputs.json") if (out / "stage_inputs.json").is_file() else {}
-    stale = force or keys.get("pretrain") not in (None, key)
+    stale = force or _recorded_keys(out).get("pretrain") not in (None, key)
     # other inputs than the checkpoints were trained on: start afresh instead of resuming them
     cfg = load_pretrain_config(RECIPES / "pretrain" / "demo.yaml", [*args, *(["training.resume=never"] if stale else [])])
     metrics = train(cfg)

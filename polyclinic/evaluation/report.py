@@ -37,15 +37,12 @@ def eval_record(task: str, dataset: str, split: str, language: str, metrics: dic
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
 _NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt"}
-_hash_cache: dict[tuple, str] = {}
 
 
 def weights_sha256(model: str | Path) -> str | None:
     """One sha256 over the weight files of a model folder (relative path + content hash of each), or None
     when ``model`` is not a local folder with weights (a Hub id, a teacher name). File hashes are cached in
-    the process by (path, size, mtime), so per-language records of one model hash it once."""
-    from polyclinic.io import sha256_file
-
+    the process (:func:`polyclinic.manifest.file_sha256`), so per-language records of one model hash it once."""
     folder = Path(str(model))
     if not folder.is_dir():
         return None
@@ -56,13 +53,11 @@ def weights_sha256(model: str | Path) -> str | None:
         return None
     import hashlib
 
+    from polyclinic.manifest import file_sha256
+
     h = hashlib.sha256()
     for f in files:
-        st = f.stat()
-        key = (str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if key not in _hash_cache:
-            _hash_cache[key] = sha256_file(f)
-        h.update(f"{f.relative_to(folder).as_posix()}\0{_hash_cache[key]}\n".encode())
+        h.update(f"{f.relative_to(folder).as_posix()}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()
 
 
