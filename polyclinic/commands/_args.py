@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from polyclinic.endpoints import DEFAULT_ENDPOINT, check_endpoint, resolve_endpoint  # noqa: F401 (shared with commands)
+from polyclinic.endpoints import check_endpoint  # noqa: F401 (the commands import it from here with the parser helper)
 
 
 def is_override(arg: str) -> bool:

@@ -132,10 +132,10 @@ def _lookup(flat: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def read_eval_dir(run_dir: Path, check_weights: bool = True) -> list[dict]:
+def read_eval_dir(run_dir: Path) -> list[dict]:
     """All ``eval/*.json`` of a run, each validated against the contract in CONTRIBUTING.md.
 
-    ``check_weights``: every record must carry the ``weights_sha256`` of the run's ``final/`` weights (the
+    When the run has ``final/``, every record must carry the ``weights_sha256`` of the run's ``final/`` weights (the
     ones a card describes and a push sends); a record measured on other weights (``final/`` replaced after
     the evaluation) or with no hash is refused with a message saying what to re-run.
     """
@@ -148,7 +148,7 @@ def read_eval_dir(run_dir: Path, check_weights: bool = True) -> list[dict]:
         data.setdefault("dataset", "unknown")
         data["_file"] = path.name
         evals.append(data)
-    if check_weights and evals and (Path(run_dir) / "final").is_dir():
+    if evals and (Path(run_dir) / "final").is_dir():
         _refuse_stale_records(Path(run_dir), evals)
     return evals
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,11 +189,10 @@ def prepare_release(cfg: ReleaseConfig, allow: Iterable[str] = (), raise_on_refu
 
 
 def resolve_endpoint(cfg: ReleaseConfig | None = None) -> str:
-    if cfg is not None and cfg.endpoint:
-        return cfg.endpoint.rstrip("/")
-    from huggingface_hub import constants
+    """The release's endpoint, else HF_ENDPOINT, else huggingface.co (one rule: :mod:`polyclinic.endpoints`)."""
+    from polyclinic.endpoints import resolve_endpoint as resolve
 
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return resolve(cfg.endpoint if cfg is not None else None)
 
 
 def resolve_token() -> str | None:

@@ -736,8 +736,6 @@ class Handler(BaseHTTPRequestHandler):
         """The NDJSON commit body, streamed to a temporary file (a commit of regular files may be far larger than
         memory or the JSON cap); each regular file is decoded and stored as its line is read, so only one
         file's bytes are held at a time."""
-        import base64
-        import binascii
         import tempfile
 
         header: dict | None = None
@@ -764,13 +762,8 @@ class Handler(BaseHTTPRequestHandler):
                 value = item.get("value") or {}
                 if key == "file":
                     path = validate_path(value.get("path", ""))
-                    if value.get("encoding", "base64") != "base64":
-                        raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
-                    try:
-                        data = base64.b64decode(value.get("content", ""), validate=True)
-                    except (binascii.Error, ValueError, TypeError):
-                        raise HubError(400, f"Invalid base64 content for {path}") from None
-                    item = {"key": "storedFile", "value": {"path": path, "entry": self.storage.entry_for_bytes(data)}}
+                    entry = self.storage.store_regular_file(path, value)
+                    item = {"key": "storedFile", "value": {"path": path, "entry": entry}}
                 ops.append(item)
         return header, ops
 

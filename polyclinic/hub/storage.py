@@ -404,17 +404,7 @@ class Storage:
             key, value = op.get("key"), op.get("value") or {}
             path = validate_path(str(value.get("path", "")).rstrip("/") if key == "deletedFolder" else value.get("path", ""))
             if key == "file":
-                import base64
-                import binascii
-
-                if value.get("encoding", "base64") != "base64":
-                    raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
-                try:
-                    data = base64.b64decode(value.get("content", ""), validate=True)
-                except (binascii.Error, ValueError):
-                    raise HubError(400, f"Invalid base64 content for {path}") from None
-                self.put_bytes(data)
-                prepared.append((key, path, self._entry_for_bytes(data, lfs=False)))
+                prepared.append((key, path, self.store_regular_file(path, value)))
             elif key == "lfsFile":
                 oid = str(value.get("oid", ""))
                 if value.get("algo", "sha256") != "sha256" or not _SHA256.match(oid):
@@ -540,9 +530,19 @@ class Storage:
         sha = self.put_bytes(data)
         return {"size": len(data), "sha256": sha, "oid": git_blob_sha1(data), "lfs": lfs}
 
-    def entry_for_bytes(self, data: bytes) -> dict:
-        """Store a regular file's bytes now; the entry goes into a later commit as ``storedFile`` (the server
-        converts ``file`` operations while streaming a commit; clients cannot send ``storedFile``)."""
+    def store_regular_file(self, path: str, value: dict) -> dict:
+        """Decode a commit's regular ``file`` operation (base64 ``content``), store its bytes, return the tree
+        entry. The server calls it while streaming a commit (one file in memory at a time) and passes the
+        entry on as a ``storedFile`` operation, which clients cannot send."""
+        import base64
+        import binascii
+
+        if value.get("encoding", "base64") != "base64":
+            raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
+        try:
+            data = base64.b64decode(value.get("content", ""), validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise HubError(400, f"Invalid base64 content for {path}") from None
         return self._entry_for_bytes(data, lfs=False)
 
     def _write_commit(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from polyclinic.errors import UserError
 from polyclinic.hub.gates import current_tokens, mask_secrets
+from polyclinic.hub.release import MODEL_KINDS
 from polyclinic.logging_utils import get_logger
 
 log = get_logger("hub.verify")
@@ -116,7 +117,7 @@ def local_verification(kind: str, model_dir: str | Path) -> dict:
     elif kind == "classifier":
         from polyclinic.classification.release import classifier_slice
 
-        result = {k: v for k, v in classifier_slice(model_dir).items() if k != "check"}
+        result = classifier_slice(model_dir)
     else:
         raise UserError(f"no verification slice for kind {kind!r}")
     result["value"] = float(f"{result['value']:.6g}")
@@ -169,7 +170,7 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
     def check(name: str, ok: bool, detail: str = "", **extra) -> None:
         checks.append({"check": name, "ok": bool(ok), "detail": detail, **extra})
 
-    if kind in ("mt5", "encoder"):
+    if kind in MODEL_KINDS:
         expected = _card_expectation(_download_card(repo_id, "model", revision))
         if kind == "mt5":
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -182,7 +183,7 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
             text = tok.decode(gen[0], skip_special_tokens=False)
             check("generate", gen.shape[-1] > 1, f"{SENTINEL_PROMPT!r} -> {text!r}")
             got = mt5_slice(model, tok)
-        else:
+        elif kind == "encoder":
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(repo_id, revision=revision, device="cpu")
@@ -194,6 +195,13 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
             check("similarity", all(math.isfinite(float(v)) for v in sim.flatten()) and abs(float(sim[0, 0]) - 1) < 1e-3,
                   f"sim(MI, infarto)={float(sim[0, 1]):.3f} sim(MI, fractura)={float(sim[0, 2]):.3f}")
             got = encoder_slice(model)
+        else:
+            from polyclinic.classification.release import verify_classifier
+
+            res = verify_classifier(repo_id, tolerance, revision)
+            check("pipeline text-classification", res["ok"], f"{res['labels_matching']}/{res['num_texts']} labels as "
+                  f"saved at training, max |score diff| {res['max_score_diff']:.2e} <= {tolerance}; labels {res['labels']}")
+            got = {"metric": "mean_top_score", "value": res["mean_top_score"]}
         if expected is None:
             check("slice vs card", False, "the card has no verification-slice result in model-index")
         else:
@@ -201,20 +209,6 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
             check("slice vs card", diff <= tolerance and got["metric"] == expected["metric"],
                   f"{got['metric']}: downloaded {got['value']:.6f} vs card {expected['value']:.6f} (|diff| {diff:.2e} <= {tolerance})",
                   measured=got["value"], card=expected["value"])
-    elif kind == "classifier":
-        from polyclinic.classification.release import verify_classifier
-
-        expected = _card_expectation(_download_card(repo_id, "model", revision))
-        res = verify_classifier(repo_id, tolerance, revision)
-        check("pipeline text-classification", res["ok"], f"{res['labels_matching']}/{res['num_texts']} labels as saved "
-              f"at training, max |score diff| {res['max_score_diff']:.2e} <= {tolerance}; labels {res['labels']}")
-        if expected is None:
-            check("slice vs card", False, "the card has no verification-slice result in model-index")
-        else:
-            diff = abs(res["mean_top_score"] - expected["value"])
-            check("slice vs card", diff <= tolerance and expected["metric"] == "mean_top_score",
-                  f"mean_top_score: downloaded {res['mean_top_score']:.6f} vs card {expected['value']:.6f} "
-                  f"(|diff| {diff:.2e} <= {tolerance})", measured=res["mean_top_score"], card=expected["value"])
     elif kind in ("dataset", "corpus", "benchmark", "pairs"):
         from datasets import load_dataset
         from huggingface_hub import DatasetCard
@@ -233,7 +227,7 @@ def _child(repo_id: str, kind: str, revision: str | None, tolerance: float) -> d
                       f"{n} rows vs card {split.get('num_examples')}; columns {ds.column_names}", rows=n)
     else:
         raise UserError(f"unknown kind {kind!r}")
-    prefix = "models" if kind in ("mt5", "encoder", "classifier") else "datasets"
+    prefix = "models" if kind in MODEL_KINDS else "datasets"
     blobs = Path(os.environ["HF_HOME"]) / "hub" / f"{prefix}--{repo_id.replace('/', '--')}" / "blobs"
     out["downloaded_files"] = sum(1 for p in blobs.iterdir() if p.is_file()) if blobs.is_dir() else 0
     out["seconds"] = round(time.perf_counter() - t0, 2)
