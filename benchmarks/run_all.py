@@ -21,6 +21,7 @@ BENCHMARKS = [
     ("bench_training_loop.py", []),
     ("bench_corpus_build.py", ["--mb", "20"]),
     ("bench_encoder.py", []),
+    ("bench_distill_speed.py", ["--steps", "15", "--repeats", "1"]),
     ("bench_hub_upload.py", ["--mb", "100"]),
     ("bench_release.py", []),
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from polyclinic.errors import UserError
 
@@ -31,9 +31,32 @@ class ConfigError(UserError, ValueError):
 
 
 class StrictModel(BaseModel):
-    """Base for every polyclinic config: unknown keys are errors, assignments are validated."""
+    """Base for every polyclinic config: unknown keys are errors, assignments are validated.
+
+    A nested section given in YAML is merged onto the section's own default, so a field whose default
+    sets some values (``train: TrainSettings(learning_rate=1e-5)``) keeps them when a recipe writes only
+    ``train: {epochs: 3}``, instead of falling back to the plain class defaults.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_section_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = None
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            if not isinstance(data.get(key), dict):
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                preset = default.model_dump(mode="python", exclude_unset=True)
+                if preset:
+                    out = dict(data) if out is None else out
+                    out[key] = deep_merge(preset, data[key])
+        return data if out is None else out
 
 
 def deep_merge(base: dict, update: dict) -> dict:

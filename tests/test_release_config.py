@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_demo_release_parses_and_resolves_paths_under_root(tmp_path):
     cfg = load_release_config(REPO / "recipes" / "release" / "demo.yaml", [f"root={tmp_path}", "endpoint=http://127.0.0.1:9"])
     kinds = [a.kind for a in cfg.artefacts]
-    assert kinds == ["corpus", "benchmark", "pairs", "mt5", "encoder", "classifier"]
+    assert kinds == ["corpus", "benchmark", "pairs", "mt5", "encoder", "encoder", "classifier"]
+    assert [a.phase for a in cfg.artefacts if a.kind == "encoder"] == [None, "contrastive"]
     assert cfg.endpoint == "http://127.0.0.1:9" and cfg.version == "v0.1.0"
     assert all(a.repo_id.startswith("polyclinic-demo/") for a in cfg.artefacts)
     mt5 = next(a for a in cfg.artefacts if a.kind == "mt5")

@@ -58,12 +58,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     d.add_argument("--run-dir", default=None, help="checkpoints/metrics folder (default: OUTPUT.run)")
     d.add_argument("--source-column", default="source")
     d.add_argument("--target-column", default="translation")
-    d.add_argument("--epochs", type=float, default=5.0)
+    from polyclinic.encoders.config import DistillPhase
+
+    dd = DistillPhase()
+    d.add_argument("--epochs", type=float, default=None, help=f"default {dd.train.epochs:g}")
     d.add_argument("--max-steps", type=int, default=-1)
-    d.add_argument("--batch-size", type=int, default=64)
-    d.add_argument("--lr", type=float, default=2e-5)
+    d.add_argument("--batch-size", type=int, default=None, help=f"default {dd.train.batch_size}")
+    d.add_argument("--lr", type=float, default=None, help=f"default {dd.train.learning_rate:g}")
     d.add_argument("--max-seq-length", type=int, default=128)
-    d.add_argument("--contrastive-weight", type=float, default=0.0, help="> 0 adds an in-batch ranking term")
+    d.add_argument("--mse-weight", type=float, default=None, help=f"weight of MSE to the teacher (default {dd.mse_weight:g}; 0: none)")
+    d.add_argument("--contrastive-weight", type=float, default=None,
+                   help=f"weight of the in-batch ranking term translation -> English (default {dd.contrastive_weight:g}; 0: MSE only)")
+    d.add_argument("--symmetric", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"also rank translations for each English text (default {'on' if dd.contrastive_symmetric else 'off'})")
     d.add_argument("--dev-fraction", type=float, default=0.05)
     d.add_argument("--seed", type=int, default=42)
     return p
@@ -125,16 +132,18 @@ def main(argv: list[str], prog: str = "polyclinic encoder") -> int:
         f"phases.distill.teacher={q(args.teacher)}",
         f"phases.distill.student={q(args.student)}",
         f"phases.distill.parallel.files={q(list(args.parallel))}",
-        f"phases.distill.contrastive_weight={args.contrastive_weight}",
-        f"phases.distill.train.epochs={args.epochs}",
         f"phases.distill.train.max_steps={args.max_steps}",
-        f"phases.distill.train.batch_size={args.batch_size}",
-        f"phases.distill.train.learning_rate={args.lr}",
         f"phases.distill.parallel.source_column={args.source_column}",
         f"phases.distill.parallel.target_column={args.target_column}",
         f"phases.distill.parallel.dev_fraction={args.dev_fraction}",
         "eval.dev_pairs=false",
     ]
+    # unset flags keep the phase defaults (one source of truth: DistillPhase, chosen by a benchmark)
+    for key, value in (("contrastive_weight", args.contrastive_weight), ("mse_weight", args.mse_weight),
+                       ("contrastive_symmetric", args.symmetric), ("train.epochs", args.epochs),
+                       ("train.batch_size", args.batch_size), ("train.learning_rate", args.lr)):
+        if value is not None:
+            overrides.append(f"phases.distill.{key}={q(value)}")
     cfg = load_encoder_config(None, overrides)
     metrics = run_encoder_recipe(cfg, phases=["distill"])
     if is_main_process():

@@ -124,11 +124,13 @@ class DistillPhase(StrictModel):
     student_max_seq_length: int | None = None
     parallel: ParallelSettings = ParallelSettings()
     mse_weight: float = Field(
-        1.0, gt=0, description="weight of the MSE term; normalized embeddings give per-dimension errors ~1e-3, so raise it when adding a contrastive term"
+        100.0, ge=0, description="weight of the MSE term; normalized embeddings give per-dimension errors ~1e-3, so raise it when adding a contrastive term; 0: contrastive only"
     )
-    contrastive_weight: float = Field(0.0, ge=0, description="> 0 adds MNRL(translation -> English) on the student")
+    contrastive_weight: float = Field(1.0, ge=0, description="> 0 adds MNRL(translation -> English) on the student")
     contrastive_scale: float = 20.0
-    train: TrainSettings = TrainSettings(learning_rate=2e-5, batch_size=64, epochs=5)
+    contrastive_symmetric: bool = Field(True, description="also rank the translations for each English text (en -> xx), one softmax per direction")
+    hard_negatives: bool = Field(False, description="parallel.from_concepts: add the English name of a sibling code as a negative")
+    train: TrainSettings = TrainSettings(learning_rate=1e-4, batch_size=64, epochs=3)
 
 
 class Phases(StrictModel):
@@ -215,6 +217,11 @@ class EncoderConfig(StrictModel):
         dist = self.phases.distill
         if dist.enabled and not (dist.parallel.files or dist.parallel.from_concepts):
             problems.append("phases.distill: give parallel.files (source/translation) or parallel.from_concepts=true")
+        if dist.enabled and dist.mse_weight <= 0 and dist.contrastive_weight <= 0:
+            problems.append("phases.distill: mse_weight and contrastive_weight are both 0; nothing to train")
+        if dist.enabled and dist.hard_negatives and (not dist.parallel.from_concepts or dist.parallel.files):
+            problems.append("phases.distill.hard_negatives needs parallel.from_concepts=true and no parallel.files "
+                            "(siblings come from the code system)")
         if dist.enabled and dist.parallel.from_concepts and self.data.concepts is None:
             problems.append("phases.distill.parallel.from_concepts needs a data.concepts section")
         if problems:

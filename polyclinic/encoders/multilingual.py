@@ -33,12 +33,15 @@ def parallel_from_table(
     include_synonyms: bool = True,
     max_pairs: int | None = None,
     seed: int = 0,
+    hard_negatives: bool = False,
 ):
     """(english, non_english) pairs from a concept table: names of the same concept in two languages.
 
     Every target-language name (and synonym) is paired with the concept's preferred source-language
     name; source synonyms become extra (synonym, target name) pairs. ``concept_ids`` restricts the
-    concepts (e.g. training codes only, so held-out codes stay unseen).
+    concepts (e.g. training codes only, so held-out codes stay unseen). ``hard_negatives`` adds a
+    ``negative`` column: the source-language name of a sibling code (same ICD category, or for a
+    category the same two-character prefix), seeded, among the kept concepts only.
     """
     from datasets import Dataset
 
@@ -70,14 +73,36 @@ def parallel_from_table(
         pairs = rng.sample(pairs, max_pairs)
     if not pairs:
         raise UserError(f"no {source_lang}->{list(target_langs)} concept pairs found in the concept table")
-    return Dataset.from_dict(
-        {
-            "english": [p[0] for p in pairs],
-            "non_english": [p[1] for p in pairs],
-            "concept_id": [p[2] for p in pairs],
-            "lang": [p[3] for p in pairs],
-        }
-    )
+    columns = {
+        "english": [p[0] for p in pairs],
+        "non_english": [p[1] for p in pairs],
+        "concept_id": [p[2] for p in pairs],
+        "lang": [p[3] for p in pairs],
+    }
+    if hard_negatives:
+        columns["negative"] = sibling_negatives(columns["concept_id"], {c: names[0] for c, names in src.items()}, seed)
+    return Dataset.from_dict(columns)
+
+
+def _sibling_key(concept_id: str) -> str:
+    code = concept_id.split(":", 1)[-1]
+    return code[:3] if len(code) > 3 else code[:2]
+
+
+def sibling_negatives(concept_ids: Sequence[str], names: dict[str, str], seed: int = 0) -> list[str]:
+    """For each concept, the name of a seeded random sibling (same ICD category / 2-character prefix);
+    concepts without a sibling get a random other concept's name (never their own)."""
+    groups: dict[str, list[str]] = {}
+    for cid in sorted(names):
+        groups.setdefault(_sibling_key(cid), []).append(cid)
+    everyone = sorted(names)
+    rng = random.Random(seed)
+    out = []
+    for cid in concept_ids:
+        siblings = [c for c in groups.get(_sibling_key(cid), []) if c != cid and names[c] != names.get(cid)]
+        pool = siblings or [c for c in rng.sample(everyone, min(8, len(everyone))) if c != cid and names[c] != names.get(cid)]
+        out.append(names[rng.choice(pool)] if pool else "")
+    return out
 
 
 def add_teacher_labels(dataset, teacher, batch_size: int = 128, column: str = "english"):
@@ -90,37 +115,54 @@ def add_teacher_labels(dataset, teacher, batch_size: int = 128, column: str = "e
 
 
 class MultilingualDistillLoss(nn.Module):
-    """m * [MSE(student(en), T(en)) + MSE(student(xx), T(en))] / 2 [+ w * MNRL(student(xx) -> student(en))].
+    """m * [MSE(student(en), T(en)) + MSE(student(xx), T(en))] / 2  +  w * MNRL(student(xx) -> student(en) [, negatives]).
 
-    Inputs: columns ``english, non_english`` and a ``label`` of teacher embeddings.
+    Inputs: columns ``english, non_english[, negative]`` and a ``label`` of teacher embeddings. The ranking
+    term uses in-batch negatives (and the ``negative`` column, English names of sibling codes, when
+    given); ``symmetric`` also ranks the translations for each English text (en -> xx search), with a
+    separate softmax per direction. ``mse_weight=0`` drops the MSE term (contrastive only).
     """
 
     def __init__(self, model, contrastive_weight: float = 0.0, scale: float = 20.0, gather_across_devices: bool = False,
-                 mse_weight: float = 1.0) -> None:
+                 mse_weight: float = 1.0, symmetric: bool = False) -> None:
         super().__init__()
         from sentence_transformers.sentence_transformer.losses import MSELoss, MultipleNegativesRankingLoss
 
+        if mse_weight <= 0 and contrastive_weight <= 0:
+            raise UserError("multilingual distillation needs mse_weight > 0 or contrastive_weight > 0")
         self.model = model
         self.mse = MSELoss(model)
         self.contrastive_weight = float(contrastive_weight)
         self.mse_weight = float(mse_weight)
-        self.mnrl = MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather_across_devices)
+        self.symmetric = bool(symmetric)
+        directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
+        self.mnrl = MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather_across_devices,
+                                                 directions=directions,
+                                                 partition_mode="per_direction" if symmetric else "joint")
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> dict[str, Tensor] | Tensor:
         from sentence_transformers.base.losses.merged_forward import embed_columns
 
         features = list(sentence_features)
-        embeddings = embed_columns(self.model, features, separate_first=False)
+        if next(self.model.parameters()).device.type == "cpu":
+            # one forward per column: a merged batch pads every row to the longest text of all columns
+            # (Spanish names run ~2x the English ones), which cost 1.7x on CPU (benchmarks/bench_distill_speed.py)
+            embeddings = [self.model(f)["sentence_embedding"] for f in features]
+        else:  # on a GPU one merged forward (fewer, larger kernels) is the faster one
+            embeddings = embed_columns(self.model, features, separate_first=False)
         labels = labels.detach()
-        mse = self.mse_weight * self.mse.compute_loss_from_embeddings(embeddings, [labels for _ in embeddings])
-        if self.contrastive_weight <= 0:
-            return mse
-        # anchors: the translations; candidates: the English texts (in-batch negatives)
-        ranking = self.mnrl.compute_loss_from_embeddings([embeddings[1], embeddings[0]], None)
-        return {"mse": mse, "contrastive": self.contrastive_weight * ranking}
+        out: dict[str, Tensor] = {}
+        if self.mse_weight > 0:  # the teacher target is for the English text and its translation, not negatives
+            out["mse"] = self.mse_weight * self.mse.compute_loss_from_embeddings(embeddings[:2], [labels, labels])
+        if self.contrastive_weight > 0:
+            # anchors: the translations; candidates: the English texts (+ sibling negatives)
+            ranking = self.mnrl.compute_loss_from_embeddings([embeddings[1], embeddings[0], *embeddings[2:]], None)
+            out["contrastive"] = self.contrastive_weight * ranking
+        return out["mse"] if list(out) == ["mse"] else out
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"mse_weight": self.mse_weight, "contrastive_weight": self.contrastive_weight, "scale": self.mnrl.scale}
+        return {"mse_weight": self.mse_weight, "contrastive_weight": self.contrastive_weight, "scale": self.mnrl.scale,
+                "symmetric": self.symmetric}
 
     @property
     def citation(self) -> str:

@@ -516,8 +516,9 @@ def phase_distill(cfg: EncoderConfig, teacher, data: EncoderData, out: Path, tas
         if data.table is None:
             raise UserError("phases.distill.parallel.from_concepts needs data.concepts")
         train_ids = data.split.train if data.split is not None else None
-        ds = parallel_from_table(data.table, par.source_lang, par.target_langs, concept_ids=train_ids, max_pairs=par.max_pairs, seed=cfg.seed)
-        parts.append(ds.select_columns(["english", "non_english"]))
+        ds = parallel_from_table(data.table, par.source_lang, par.target_langs, concept_ids=train_ids, max_pairs=par.max_pairs,
+                                 seed=cfg.seed, hard_negatives=ph.hard_negatives)
+        parts.append(ds.select_columns(["english", "non_english", *(["negative"] if ph.hard_negatives else [])]))
         if data.split is not None and data.split.dev:
             try:
                 held = parallel_from_table(data.table, par.source_lang, par.target_langs, concept_ids=data.split.dev, max_pairs=par.max_heldout_pairs, seed=cfg.seed)
@@ -541,7 +542,8 @@ def phase_distill(cfg: EncoderConfig, teacher, data: EncoderData, out: Path, tas
         metrics["student_before"] = base_eval  # the same model was evaluated as the base
     else:
         metrics["student_before"] = _evaluate(student, tasks, cfg)
-    loss = MultilingualDistillLoss(student, ph.contrastive_weight, ph.contrastive_scale, resolve_gather("auto"), ph.mse_weight)
+    loss = MultilingualDistillLoss(student, ph.contrastive_weight, ph.contrastive_scale, resolve_gather("auto"), ph.mse_weight,
+                                   symmetric=ph.contrastive_symmetric)
     _model_card(student, cfg, "multilingual distillation")
     seed = ph.train.seed if ph.train.seed is not None else cfg.seed
     res = train_model(student, train, loss, ph.train, out, seed, f"{cfg.name}-distill")
@@ -601,6 +603,16 @@ def _summary(metrics: dict) -> dict:
             if m in vals and m in base.get(task, {}):
                 out[f"{task}/{m}"] = {"before": base[task][m], "after": vals[m], "gain": round(vals[m] - base[task][m], 4)}
     return out
+
+
+def _write_eval_records(folder: Path, tasks, results: dict) -> None:
+    """``folder/eval/<task>.json`` for the model in ``folder/final`` (stamped with its weights hash)."""
+    from polyclinic.encoders.evaluation import eval_json
+    from polyclinic.evaluation.report import write_eval
+
+    for task in tasks:
+        if task.name in results:
+            write_eval(folder / "eval" / f"{task.name}.json", eval_json(task, results[task.name], str(folder / "final")))
 
 
 def run_encoder_recipe(cfg: EncoderConfig, phases: Iterable[str] | None = None, force: bool = False) -> dict:
@@ -701,6 +713,8 @@ def run_encoder_recipe(cfg: EncoderConfig, phases: Iterable[str] | None = None, 
         res.metrics["eval_after"] = _evaluate(res.model, tasks, cfg)
         res.metrics["config_hash"] = digest
         if is_main_process():
+            # records of this phase's own weights: a release can publish the phase's model (BioLORD's -C / -S)
+            _write_eval_records(out, tasks, res.metrics["eval_after"])
             write_json(done, res.metrics)
         metrics["phases"][phase] = res.metrics
         metrics["eval"][phase] = res.metrics["eval_after"]
@@ -721,14 +735,7 @@ def run_encoder_recipe(cfg: EncoderConfig, phases: Iterable[str] | None = None, 
         metrics["eval"]["final"] = metrics["eval"].get(last) or metrics["phases"].get(last, {}).get("eval_after", {})
         metrics["summary"] = _summary(metrics)
         metrics["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-        for task in tasks:
-            if task.name in metrics["eval"]["final"]:
-                from polyclinic.encoders.evaluation import eval_json
-
-                from polyclinic.evaluation.report import write_eval
-
-                write_eval(run / "eval" / f"{task.name}.json",
-                           eval_json(task, metrics["eval"]["final"][task.name], str(run / "final")))
+        _write_eval_records(run, tasks, metrics["eval"]["final"])
         write_metrics(run, metrics, merge=False)
         write_manifest(run, "encoder", cfg, inputs={k: v for k, v in data.inputs.items()},
                        base_model=cfg.base_model, phases=selected)

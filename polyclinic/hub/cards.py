@@ -453,13 +453,13 @@ def model_card_context(run_dir: str | Path, spec, *, version: str | None = None,
     kind = spec.kind
     if kind not in PIPELINE:
         raise UserError(f"{spec.repo_id}: model card for kind {kind!r}; expected one of {sorted(PIPELINE)}")
-    final = run_dir / "final"
+    final, eval_root = spec.model_folders(run_dir)
     if not final.is_dir():
-        raise UserError(f"{run_dir}: no final/ folder (a from_pretrained-able model); train the run first")
+        raise UserError(f"{run_dir}: no {final.relative_to(run_dir)}/ folder (a from_pretrained-able model); train the run first")
     metrics = _read_json_or_empty(run_dir / "metrics.json")
     manifest = _read_json_or_empty(run_dir / "manifest.json")
     config = _read_yaml(run_dir / "config.yaml")
-    evals = read_eval_dir(run_dir)
+    evals = read_eval_dir(eval_root)
     corpus_dir, corpus = _training_corpus(config, run_dir, manifest) if kind == "mt5" else (None, None)
     languages = list(spec.languages) or (corpus["languages"] if corpus else []) or sorted(
         {str(e["language"]) for e in evals if e.get("language") and len(str(e["language"])) <= 3})
@@ -524,8 +524,42 @@ def model_card_context(run_dir: str | Path, spec, *, version: str | None = None,
         "citations": CITATIONS,
         "pipeline_tag": pipeline_tag,
         "library_name": library,
+        "phase": spec.phase,
+        "phase_name": PHASE_NAMES.get(spec.phase or metrics.get("final_phase", ""), ""),
+        "phase_effects": phase_effects(metrics) if kind == "encoder" else [],
     }
     return ctx
+
+
+PHASE_NAMES = {"contrastive": "contrastive (-C)", "self_distill": "self-distillation (-S)", "average": "weight averaging",
+               "distill": "multilingual distillation"}
+
+
+def phase_effects(metrics: dict, metric: str = "recall@10", tolerance: float = 0.005) -> list[dict]:
+    """What each phase of an encoder run changed, from the run's own before/after evaluations (``metrics.json``).
+
+    A phase's "before" is the model it started from: the previous phase's output (the base model for the
+    first), or for multilingual distillation the student before training. ``verdict`` is ``helped`` /
+    ``did not help`` / ``no measurable change`` (|mean change| < ``tolerance``) over the tasks both measured."""
+    evals = metrics.get("eval") or {}
+    phases = metrics.get("phases") or {}
+    order = [p for p in ("contrastive", "self_distill", "average", "distill") if p in evals and p in phases]
+    out, previous = [], evals.get("base") or {}
+    for phase in order:
+        after = evals[phase] or {}
+        before = phases[phase].get("student_before") if phase == "distill" else previous
+        before = before or {}
+        rows = [{"task": t, "before": before[t][metric], "after": after[t][metric],
+                 "change": round(after[t][metric] - before[t][metric], 4)}
+                for t in sorted(after) if metric in after[t] and metric in before.get(t, {})]
+        if rows:
+            mean = sum(r["change"] for r in rows) / len(rows)
+            verdict = "no measurable change" if abs(mean) < tolerance else ("helped" if mean > 0 else "did not help")
+            out.append({"phase": phase, "name": PHASE_NAMES[phase], "metric": metric, "rows": rows, "verdict": verdict,
+                        "mean_change": round(mean, 4), "steps": phases[phase].get("steps")})
+        if phase != "distill":
+            previous = after
+    return out
 
 
 def _usage_sentences(languages: list[str]) -> list[str]:

@@ -137,14 +137,15 @@ def prepare_repo(cfg: ReleaseConfig, spec: ArtefactSpec) -> RepoPlan | None:
     if spec.kind in MODEL_KINDS:
         from polyclinic.hub.verify import local_verification
 
-        final = path / "final"
+        final, eval_root = spec.model_folders(path)
         if not final.is_dir():
-            raise UserError(f"{spec.repo_id}: {path} has no final/ model folder; point `path` at a finished run folder")
+            raise UserError(f"{spec.repo_id}: {path} has no {final.relative_to(path)}/ model folder; "
+                            "point `path` at a finished run folder" + (" that ran this phase" if spec.phase else ""))
         files: dict[str, Path | bytes] = dict(_collect(final))
         verification = local_verification(spec.kind, final)
         card = cards.render_model_card(path, spec, version=cfg.version, verification=verification)
         problems = cards.validate_card(card, "model", spec.kind)
-        expected = cards.evals_to_eval_results(cards.read_eval_dir(path), spec.kind)
+        expected = cards.evals_to_eval_results(cards.read_eval_dir(eval_root), spec.kind)
         expected.append(cards.verification_eval_result(spec.kind, verification["value"], verification["metric"], verification["num_examples"]))
         if not problems:
             problems += cards.eval_roundtrip_problems(card, expected)

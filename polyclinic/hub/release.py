@@ -62,6 +62,22 @@ class ArtefactSpec(StrictModel):
     description: str | None = None
     build: BenchmarkBuild | None = None
     optional: bool = Field(default=False, description="skip (with a warning) when the folder is missing")
+    phase: Literal["contrastive", "self_distill", "average", "distill"] | None = Field(
+        default=None, description="encoder: publish the model of this phase of the run (BioLORD's -C = contrastive, "
+        "-S = self_distill) instead of the run's final model; its card says what the later phases changed")
+
+    @model_validator(mode="after")
+    def _phase_only_for_encoders(self) -> "ArtefactSpec":
+        if self.phase is not None and self.kind != "encoder":
+            raise ValueError(f"phase: {self.phase!r} applies to kind encoder only (this artefact is {self.kind})")
+        return self
+
+    def model_folders(self, run_dir: Path) -> tuple[Path, Path]:
+        """(the weights folder to publish, the folder whose ``eval/`` describes them) of a model run."""
+        run_dir = Path(run_dir)
+        if self.phase is None:
+            return run_dir / "final", run_dir
+        return run_dir / "phases" / self.phase / "final", run_dir / "phases" / self.phase
 
     @field_validator("repo_id")
     @classmethod
