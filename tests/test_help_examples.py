@@ -37,7 +37,9 @@ def _examples(text: str) -> list[str]:
             pending = line[:-1] + " "
             continue
         line = re.sub(r"^examples?:\s*", "", line).split(" #", 1)[0].strip()
-        words = shlex.split(line) if line else []
+        if not re.match(r"^(\w+=\S+\s+)*polyclinic\s", line):
+            continue  # prose (may hold apostrophes), not a command line
+        words = shlex.split(line)
         while words and _ENV.match(words[0]):
             words = words[1:]
         if len(words) >= 2 and words[0] == "polyclinic":
