@@ -31,7 +31,8 @@ queries against English ICD-10-CM names of held-out codes, packaged all-MiniLM-L
   loss   MSE to the teacher's English embedding x{mse:g} + symmetric in-batch ranking (translation <-> English).
          Dev R@10 after 1 epoch of 2,000 pairs: MSE only 0.711 (the old default, at lr 2e-5: 0.674),
          + one-way ranking 0.909, + symmetric ranking 0.913 (en->es 0.841 -> 0.894).
-  lr {lr:g}, batch {batch}, {epochs:g} epochs: FULL_NOTE
+  lr {lr:g}, batch {batch}, {epochs:g} epochs over 8,671 code-aligned pairs (21 CPU-minutes): held-out test
+         R@10 0.956 (untrained 0.651), MRR@10 0.854; en->es R@10 0.956. Batch 128 and hard negatives did not help.
 Unset flags keep these defaults (phases.distill in polyclinic/encoders/config.py).
 """
 
