@@ -77,9 +77,10 @@ def main(argv: list[str], prog: str) -> int:
         spec = ArtefactSpec(kind=args.kind, path=str(path), repo_id=args.repo_id or f"local/{path.resolve().name}",
                             license=args.license, languages=args.language, tags=args.tag, base_model=args.base_model,
                             datasets=args.dataset, card_template=args.template)
-    if spec.kind in MODEL_KINDS and not spec.model_folders(Path(path))[0].is_dir():
+    weights = spec.model_folders(Path(path))[0] if spec.kind in MODEL_KINDS else None
+    if weights is not None and not weights.is_dir():
         raise UserError(f"{path} is not a finished {spec.kind} run folder (it needs "
-                        f"{spec.model_folders(Path(path))[0].relative_to(path)}/ with the weights and eval/)")
+                        f"{weights.relative_to(path)}/ with the weights and eval/)")
     if spec.kind not in MODEL_KINDS and not Path(path).is_dir():
         raise UserError(f"{path} is not a dataset folder")
     if spec.kind in MODEL_KINDS:
@@ -87,7 +88,7 @@ def main(argv: list[str], prog: str) -> int:
         if not args.no_verification_slice:
             from polyclinic.hub.verify import local_verification
 
-            verification = local_verification(spec.kind, spec.model_folders(Path(path))[0])
+            verification = local_verification(spec.kind, weights)
         text = cards.render_model_card(path, spec, version=version, verification=verification, template=args.template)
         problems = cards.validate_card(text, "model", spec.kind)
     else:
